@@ -1,0 +1,169 @@
+"""What every eraser and fitter shares: immutability, devices, save/load, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor
+
+from .. import _validate as check
+from ..errors import ConfigError, LabelError, NotFittedError
+
+E = TypeVar("E", bound="Eraser")
+
+REGISTRY: dict[str, type[Eraser]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Eraser:
+    """An immutable, fitted concept eraser: `eraser(x)` or, if it needs labels, `eraser(x, z)`.
+
+    Inputs `[..., d]` keep their leading dimensions and dtype. Tensor fields hold float64
+    statistics; applying computes in the input's dtype (at least float32) and casts back.
+    """
+
+    requires_labels: ClassVar[bool] = False
+    fitter: ClassVar[type | None] = None
+
+    def __post_init__(self):
+        # Contiguous storage makes results independent of how a tensor was produced (a
+        # transposed view picks another GEMM kernel), so save → load is bit-identical.
+        for name, value in self._tensors().items():
+            object.__setattr__(self, name, value.contiguous())
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        REGISTRY[cls.__name__] = cls
+
+    @classmethod
+    def fit(cls: type[E], x, z=None, **kwargs) -> E:
+        """Fit on one batch of data in one call (see the matching fitter for the options)."""
+        if cls.fitter is None:
+            raise NotImplementedError(f"{cls.__name__} has no fitter")
+        return cls.fitter.fit(x, z, **kwargs).eraser
+
+    def __call__(self, x: Tensor, z: Tensor | None = None) -> Tensor:
+        if self.requires_labels and z is None:
+            raise LabelError(f"{type(self).__name__} needs the labels z at apply time")
+        flat = self._input(x)
+        out = self._apply(flat, z)
+        return out.to(x.dtype).reshape(x.shape)
+
+    def _apply(self, x: Tensor, z: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int | None:
+        """Width d of the inputs this eraser accepts (None: any)."""
+        return None
+
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f.name: v for f in dataclasses.fields(self)
+                if isinstance(v := getattr(self, f.name), Tensor)}
+
+    @property
+    def device(self) -> torch.device | None:
+        tensors = self._tensors()
+        return next(iter(tensors.values())).device if tensors else None
+
+    def _input(self, x) -> Tensor:
+        x = check.as_tensor(x, "x")
+        flat = check.features(x, "x", self.dim, min_ndim=1)
+        if self.device is not None:
+            check.same_device(("x", flat), ("eraser", next(iter(self._tensors().values()))))
+        return flat.to(torch.promote_types(flat.dtype, torch.float32))
+
+    def to(self: E, device=None, dtype: torch.dtype | None = None) -> E:
+        """A copy with every tensor moved to `device` and/or cast to `dtype`."""
+        return self.replace(**{k: v.to(device=device, dtype=dtype if v.is_floating_point()
+                                       else None) for k, v in self._tensors().items()})
+
+    def replace(self: E, **changes: Any) -> E:
+        """A copy with some fields changed; `__init__` is bypassed so custom ones are safe."""
+        new = object.__new__(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(new, f.name, changes.get(f.name, getattr(self, f.name)))
+        return new
+
+    def save(self, path) -> None:
+        """Write to a safetensors file with a versioned JSON header (`featurebias.erasure.load`)."""
+        from .io import save
+
+        save(self, path)
+
+
+class Fitter:
+    """Streaming statistics for one eraser family: `update(x, z)` batches, then `.eraser`."""
+
+    eraser_class: ClassVar[type[Eraser]]
+
+    def __init__(self):
+        self._eraser: Eraser | None = None
+
+    @property
+    def eraser(self) -> Eraser:
+        """The eraser for the data seen so far (computed once, refreshed after `update`)."""
+        if self._eraser is None:
+            self._eraser = self._compute()
+        return self._eraser
+
+    def _compute(self) -> Eraser:
+        raise NotImplementedError
+
+    def _require(self, n: int, minimum: int = 2) -> None:
+        if n < minimum:
+            raise NotFittedError(f"{type(self).__name__} has seen {n} samples; "
+                                 f"it needs at least {minimum} (call update first)")
+
+
+def check_two_classes(ids: Tensor, num_classes: int, name: str = "z") -> None:
+    """Raise unless at least two classes occur (erasing a constant concept is meaningless)."""
+    present = int((torch.bincount(ids, minlength=num_classes) > 0).sum())
+    if present < 2:
+        raise LabelError(f"{name} holds only one class; expected at least two classes")
+
+
+class LabelMatrixFitter(Fitter):
+    """A fitter of global moments of `x` and a label matrix `z` (LEACE, Oracle)."""
+
+    def __init__(self, x_dim: int, z_dim: int, *, shrinkage: bool, svd_tol: float,
+                 dtype: torch.dtype):
+        super().__init__()
+        check.float_dtype(dtype)
+        check.positive_int(x_dim, "x_dim")
+        check.positive_int(z_dim, "z_dim")
+        if not svd_tol > 0:
+            raise ConfigError(f"svd_tol must be > 0, got {svd_tol!r}")
+        self.x_dim, self.z_dim = x_dim, z_dim
+        self.shrinkage, self.svd_tol = shrinkage, svd_tol
+        self.stats = None  # set by the subclass
+
+    @classmethod
+    def fit(cls, x, z, **kwargs):
+        """Fitter updated with one batch; `z_dim` is inferred from z when not given.
+
+        Integer labels `[n]` are class ids (one-hot, `z_dim = max + 1`, at least two classes);
+        float labels are `[n]` (one column) or `[n, m]`.
+        """
+        x = check.features(x)
+        z = check.as_tensor(z, "z")
+        ids = z.ndim == 1 and not z.is_floating_point()
+        if "z_dim" not in kwargs:
+            kwargs["z_dim"] = (int(z.max()) + 1 if z.numel() else 1) if ids else (
+                1 if z.ndim == 1 else z.shape[-1])
+        if ids and kwargs["z_dim"] > 1:
+            check_two_classes(check.class_ids(z, x.shape[0], kwargs["z_dim"]), kwargs["z_dim"])
+        kwargs.setdefault("device", x.device)
+        return cls(x.shape[-1], **kwargs).update(x, z)
+
+    @torch.no_grad()
+    def update(self, x, z):
+        """Fold in a batch `x [..., d]` with labels z (ids or `[..., m]`); returns self."""
+        x = check.features(x, "x", self.x_dim)
+        z = check.label_matrix(z, x.shape[0], self.z_dim)
+        check.same_device(("x", x), ("z", z), ("statistics", self.stats.mean_x))
+        self.stats.update(x, z)
+        self._eraser = None
+        return self

@@ -1,0 +1,107 @@
+"""LEACE: least-squares concept erasure (Belrose et al. 2023), oblique and orthogonal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from .. import _validate as check
+from ..errors import ConfigError
+from .base import Eraser, LabelMatrixFitter
+from .linalg import psd_eigh
+from .stats import Moments
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaceEraser(Eraser):
+    """`x' = x − L R (x − b)`: removes every linear trace of the concept, moving x least.
+
+    Stored as factors so that applying costs O(d·r) per vector; `.P` materialises `I − LR`.
+    """
+
+    proj_left: Tensor
+    """`[d, m]` L = W⁺U_r (columns past the retained rank are zero)."""
+    proj_right: Tensor
+    """`[m, d]` R = U_rᵀW."""
+    bias: Tensor | None
+    """`[d]` the mean μ_x when fitted with `affine=True`, else None."""
+
+    @property
+    def dim(self) -> int:
+        return self.proj_left.shape[0]
+
+    @property
+    def P(self) -> Tensor:
+        """The `[d, d]` projection `I − LR` (x' = P x + (I − P) b)."""
+        eye = torch.eye(self.dim, dtype=self.proj_left.dtype, device=self.proj_left.device)
+        return eye - self.proj_left @ self.proj_right
+
+    @property
+    def rank(self) -> int:
+        """Rank r of the erased subspace."""
+        return int((self.proj_left.abs().sum(0) > 0).sum())
+
+    def _apply(self, x: Tensor, z) -> Tensor:
+        left, right = self.proj_left.to(x.dtype), self.proj_right.to(x.dtype)
+        delta = x if self.bias is None else x - self.bias.to(x.dtype)
+        return x - (delta @ right.mT) @ left.mT
+
+
+class LeaceFitter(LabelMatrixFitter):
+    """Streaming statistics for LEACE.
+
+    Args:
+        x_dim: width d of the activations.
+        z_dim: number of label columns m (classes, for integer labels).
+        method: `"leace"` (oblique, least-squares optimal) or `"orth"` (orthogonal projection
+            removing col(Σ_xz); needs no Σ_xx).
+        affine: erase about the mean (keeps the mean; class means coincide afterwards).
+        shrinkage: estimate Σ_xx with optimal linear shrinkage (breaks exact optimality).
+        svd_tol: singular values of WΣ_xz at or below this are treated as zero.
+        dtype: dtype of the statistics.
+    """
+
+    eraser_class = LeaceEraser
+
+    def __init__(self, x_dim: int, z_dim: int, *, method: str = "leace", affine: bool = True,
+                 shrinkage: bool = False, svd_tol: float = 0.01,
+                 dtype: torch.dtype = torch.float64, device=None):
+        check.choice(method, "method", ("leace", "orth"))
+        super().__init__(x_dim, z_dim, shrinkage=shrinkage, svd_tol=svd_tol, dtype=dtype)
+        self.method, self.affine = method, affine
+        self.stats = Moments(x_dim, z_dim, xx=method == "leace", dtype=dtype, device=device)
+
+    def _compute(self) -> LeaceEraser:
+        self._require(int(self.stats.n.sum()))
+        sigma_xz = self.stats.covariance("xz")[0]
+        if self.method == "orth":
+            whiten = unwhiten = None
+            cross = sigma_xz
+        else:
+            lam, vecs, mask = psd_eigh(self.stats.covariance("xx", shrinkage=self.shrinkage)[0])
+            root = torch.where(mask, lam.sqrt(), 0)
+            inv_root = torch.where(mask, 1 / torch.where(mask, root, 1), 0)
+            whiten = (vecs * inv_root) @ vecs.mT
+            unwhiten = (vecs * root) @ vecs.mT
+            cross = whiten @ sigma_xz
+        u, s, _ = torch.linalg.svd(cross, full_matrices=False)
+        u = u * (s > self.svd_tol)  # static shape: no device sync, zero columns are inert
+        left = u if unwhiten is None else unwhiten @ u
+        right = u.mT if whiten is None else u.mT @ whiten
+        bias = self.stats.mean_x[0] if self.affine else None
+        return LeaceEraser(left, right, bias)
+
+    @property
+    def trace_diagnostics(self) -> dict[str, float]:
+        """`tr Σ_xx` before and after erasure (after ≤ before in exact arithmetic)."""
+        if self.stats.m_xx is None:
+            raise ConfigError("trace diagnostics need Σ_xx, which method='orth' does not track")
+        sigma = self.stats.covariance("xx", shrinkage=self.shrinkage)[0]
+        p = self.eraser.P
+        return {"trace_before": float(sigma.trace()),
+                "trace_after": float((p @ sigma @ p.mT).trace())}
+
+
+LeaceEraser.fitter = LeaceFitter

@@ -1,0 +1,123 @@
+"""Streaming means and co-moments in float64, updated batch by batch and merged exactly.
+
+The state of each group (the whole data, or one class) is its count `n`, means `mean_x`,
+`mean_z`, and unnormalised co-moments `M_xx = Σ (x-μx)(x-μx)ᵀ`, `M_xz`, `M_zz`. Two disjoint
+parts merge with Chan, Golub & LeVeque's formula, which is exact for any counts; a batch
+update is the merge of the state with the batch's own moments. Shards from several workers
+merge the same way, in any order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .grouping import pad_by_group
+from .linalg import olse, sym
+
+
+class Moments:
+    """Per-group running means and co-moments of `x [n, d]` (and optionally `z [n, m]`).
+
+    Args:
+        x_dim: width d of x.
+        z_dim: width m of z, or 0 to track x alone.
+        groups: number of groups (classes); rows are assigned by `update(..., groups=ids)`.
+        xx: track `M_xx` (LEACE needs it; the orth variant and Oracle do not).
+        zz: track `M_zz`.
+        dtype: dtype of the statistics (float64 by default, whatever the input dtype).
+    """
+
+    def __init__(self, x_dim: int, z_dim: int = 0, *, groups: int = 1, xx: bool = True,
+                 zz: bool = False, dtype: torch.dtype = torch.float64, device=None):
+        kw = dict(dtype=dtype, device=device)
+        self.n = torch.zeros(groups, dtype=torch.int64, device=device)
+        self.mean_x = torch.zeros(groups, x_dim, **kw)
+        self.mean_z = torch.zeros(groups, z_dim, **kw)
+        self.m_xx = torch.zeros(groups, x_dim, x_dim, **kw) if xx else None
+        self.m_xz = torch.zeros(groups, x_dim, z_dim, **kw) if z_dim else None
+        self.m_zz = torch.zeros(groups, z_dim, z_dim, **kw) if zz and z_dim else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.mean_x.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean_x.device
+
+    def _fields(self) -> dict[str, Tensor | None]:
+        return {k: getattr(self, k) for k in ("n", "mean_x", "mean_z", "m_xx", "m_xz", "m_zz")}
+
+    def _like(self, **values: Tensor | None) -> Moments:
+        new = object.__new__(Moments)
+        new.__dict__.update(values)
+        return new
+
+    def batch(self, x: Tensor, z: Tensor | None = None, groups: Tensor | None = None) -> Moments:
+        """The moments of one batch alone, in this object's dtype and layout."""
+        k = self.n.shape[0]
+        x = x.to(self.dtype)
+        z = x.new_zeros(x.shape[0], 0) if z is None else z.to(self.dtype)
+        if k == 1:
+            n = torch.tensor([x.shape[0]], device=x.device)
+            mean_x, mean_z = x.mean(0, keepdim=True), z.mean(0, keepdim=True)
+            cx, cz = (x - mean_x)[None], (z - mean_z)[None]
+        else:
+            n = torch.bincount(groups, minlength=k)
+            denom = n.clamp_min(1).to(self.dtype)[:, None]
+            mean_x = x.new_zeros(k, x.shape[1]).index_add_(0, groups, x) / denom
+            mean_z = z.new_zeros(k, z.shape[1]).index_add_(0, groups, z) / denom
+            cx, _ = pad_by_group(x - mean_x[groups], groups, k)
+            cz, _ = pad_by_group(z - mean_z[groups], groups, k)
+        cxt = cx.mT
+        return self._like(
+            n=n, mean_x=mean_x, mean_z=mean_z,
+            m_xx=None if self.m_xx is None else cxt @ cx,
+            m_xz=None if self.m_xz is None else cxt @ cz,
+            m_zz=None if self.m_zz is None else cz.mT @ cz,
+        )
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of the union of two disjoint parts (Chan et al.); neither is changed."""
+        n = self.n + other.n
+        w_other = (other.n / n.clamp_min(1)).to(self.dtype)
+        w_cross = (self.n * other.n / n.clamp_min(1)).to(self.dtype)[:, None, None]
+        dx = other.mean_x - self.mean_x
+        dz = other.mean_z - self.mean_z
+
+        def comoment(a, b, da, db):
+            if a is None:
+                return None
+            return a + b + da[:, :, None] * db[:, None, :] * w_cross
+
+        return self._like(
+            n=n,
+            mean_x=self.mean_x + dx * w_other[:, None],
+            mean_z=self.mean_z + dz * w_other[:, None],
+            m_xx=comoment(self.m_xx, other.m_xx, dx, dx),
+            m_xz=comoment(self.m_xz, other.m_xz, dx, dz),
+            m_zz=comoment(self.m_zz, other.m_zz, dz, dz),
+        )
+
+    def update(self, x: Tensor, z: Tensor | None = None, groups: Tensor | None = None) -> Moments:
+        """Fold a batch in; the state changes only once everything has been computed."""
+        merged = self.merge(self.batch(x, z, groups))
+        self.__dict__.update(merged._fields())
+        return self
+
+    def copy(self) -> Moments:
+        return self._like(**{k: None if v is None else v.clone() for k, v in self._fields().items()})
+
+    def covariance(self, which: str = "xx", *, shrinkage: bool = False) -> Tensor:
+        """`[groups, ., .]` covariance (`xx`, `xz` or `zz`), divided by n − 1.
+
+        With `shrinkage`, `xx`/`zz` use the optimal linear shrinkage estimate (OLSE) of the
+        maximum-likelihood covariance instead.
+        """
+        m = getattr(self, f"m_{which}")
+        n = self.n.to(self.dtype)[:, None, None]
+        if which == "xz":
+            return m / (n - 1)
+        m = sym(m)
+        return olse(m / n, n) if shrinkage else m / (n - 1)
