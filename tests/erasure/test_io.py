@@ -6,9 +6,6 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
-from featurebias.errors import FormatError
 from featurebias.erasure import (
     AlfQleaceEraser,
     IdentityEraser,
@@ -21,6 +18,8 @@ from featurebias.erasure import (
     load,
 )
 from featurebias.erasure.base import REGISTRY
+from featurebias.errors import FormatError
+from safetensors.torch import save_file
 
 
 def _data():

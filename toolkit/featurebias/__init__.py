@@ -4,19 +4,6 @@ Concept erasure (LEACE, QLEACE and approximations) inside any layer, probes, rep
 similarity and feature-strength metrics. The most used names are re-exported here.
 """
 
-from .errors import (
-    ConfigError,
-    DeviceError,
-    DTypeError,
-    FeatureBiasError,
-    FormatError,
-    LabelError,
-    NonFiniteError,
-    NotFittedError,
-    RangeError,
-    ShapeError,
-    SiteError,
-)
 from .erasure import (
     AlfQleaceEraser,
     AlfQleaceFitter,
@@ -32,6 +19,19 @@ from .erasure import (
     QuadraticFitter,
     RandomEraser,
     check_guardedness,
+)
+from .errors import (
+    ConfigError,
+    DeviceError,
+    DTypeError,
+    FeatureBiasError,
+    FormatError,
+    LabelError,
+    NonFiniteError,
+    NotFittedError,
+    RangeError,
+    ShapeError,
+    SiteError,
 )
 
 __version__ = "0.1.0"

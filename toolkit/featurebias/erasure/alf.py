@@ -97,6 +97,13 @@ class AlfQleaceFitter(Fitter):
         """Class-conditional statistics (the global ones are in `self.leace.stats`)."""
         return self.classes.stats
 
+    def _statistics(self) -> dict:
+        return {"leace": self.leace.stats, "classes": self.classes.stats}
+
+    def _set_statistics(self, stats: dict) -> None:
+        self.leace.stats, self.classes.stats = stats["leace"], stats["classes"]
+        self.leace._eraser = self.classes._eraser = None
+
     @torch.no_grad()
     def update(self, x, z) -> AlfQleaceFitter:
         """Fold in a batch `x [..., d]` with class ids z; returns self."""
@@ -107,8 +114,8 @@ class AlfQleaceFitter(Fitter):
         leace, classes = self.leace.stats.copy(), self.classes.stats.copy()
         leace.update(x, torch.nn.functional.one_hot(ids, self.classes.num_classes))
         classes.update(x, groups=ids)
-        self.leace.stats, self.classes.stats = leace, classes
-        self.leace._eraser = self.classes._eraser = self._eraser = None
+        self._set_statistics({"leace": leace, "classes": classes})
+        self._eraser = None
         return self
 
     def _compute(self) -> AlfQleaceEraser:

@@ -112,6 +112,33 @@ class Fitter:
     def _compute(self) -> Eraser:
         raise NotImplementedError
 
+    def _statistics(self) -> dict:
+        """Every `Moments` this fitter holds, by name (overridden where there are several)."""
+        return {"stats": self.stats}
+
+    def _set_statistics(self, stats: dict) -> None:
+        self.stats = stats["stats"]
+
+    def merge(self, other: Fitter) -> Fitter:
+        """Fold in the statistics of another fitter of the same kind, fitted on other data.
+
+        Exact for any shard sizes (Chan et al.), so fitting shards separately and merging
+        equals fitting on the whole: the basis of distributed fitting. Returns self.
+        """
+        if type(other) is not type(self):
+            raise ConfigError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        mine, theirs = self._statistics(), other._statistics()
+        for key, stats in mine.items():
+            if stats.mean_x.shape != theirs[key].mean_x.shape or (
+                    stats.mean_z.shape != theirs[key].mean_z.shape):
+                raise ConfigError(f"cannot merge fitters of different shapes: "
+                                  f"{tuple(stats.mean_x.shape)} vs "
+                                  f"{tuple(theirs[key].mean_x.shape)}")
+        self._set_statistics({key: stats.merge(theirs[key].to_like(stats))
+                              for key, stats in mine.items()})
+        self._eraser = None
+        return self
+
     def _require(self, n: int, minimum: int = 2) -> None:
         if n < minimum:
             raise NotFittedError(f"{type(self).__name__} has seen {n} samples; "

@@ -154,7 +154,8 @@ class QuadraticFitter(Fitter):
         priors = self.priors.to(covs.dtype)
         _, maps = barycenter_maps(covs, priors, tol=self.tol, max_iter=self.max_iter)
         means = self.stats.mean_x
-        weights = priors if self.target_mean == "prior" else torch.full_like(priors, 1 / len(priors))
+        uniform = torch.full_like(priors, 1 / len(priors))
+        weights = priors if self.target_mean == "prior" else uniform
         return QuadraticEraser(means, weights @ means, maps)
 
     def barycenter(self) -> Tensor:

@@ -81,8 +81,11 @@ class Moments:
     def merge(self, other: Moments) -> Moments:
         """The moments of the union of two disjoint parts (Chan et al.); neither is changed."""
         n = self.n + other.n
-        w_other = (other.n / n.clamp_min(1)).to(self.dtype)
-        w_cross = (self.n * other.n / n.clamp_min(1)).to(self.dtype)[:, None, None]
+        # Counts stay int64 (exact); weights are formed in the statistics' dtype, since
+        # int / int would round through float32.
+        n_a, n_b, total = (t.to(self.dtype) for t in (self.n, other.n, n.clamp_min(1)))
+        w_other = n_b / total
+        w_cross = (n_a * n_b / total)[:, None, None]
         dx = other.mean_x - self.mean_x
         dz = other.mean_z - self.mean_z
 
@@ -106,8 +109,15 @@ class Moments:
         self.__dict__.update(merged._fields())
         return self
 
+    def to_like(self, other: Moments) -> Moments:
+        """This state on `other`'s device and dtype (counts stay int64)."""
+        return self._like(**{k: None if v is None else v.to(
+            device=other.device, dtype=v.dtype if k == "n" else other.dtype)
+            for k, v in self._fields().items()})
+
     def copy(self) -> Moments:
-        return self._like(**{k: None if v is None else v.clone() for k, v in self._fields().items()})
+        fields = self._fields().items()
+        return self._like(**{k: None if v is None else v.clone() for k, v in fields})
 
     def covariance(self, which: str = "xx", *, shrinkage: bool = False) -> Tensor:
         """`[groups, ., .]` covariance (`xx`, `xz` or `zz`), divided by n − 1.
