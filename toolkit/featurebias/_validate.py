@@ -19,7 +19,11 @@ def as_tensor(x, name: str) -> Tensor:
 
 
 def check_finite(x: Tensor, name: str) -> None:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    # NaN and ±Inf propagate through a sum, so one reduction (no n×d temporary) clears the
+    # common case; only a non-finite sum (possibly mere overflow) gets the exact check.
+    if not x.is_floating_point() or bool(torch.isfinite(x.sum(dtype=torch.float64))):
+        return
+    if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise NonFiniteError(f"{name} holds {bad} NaN/Inf value(s); expected finite values")
 

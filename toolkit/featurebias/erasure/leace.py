@@ -45,8 +45,11 @@ class LeaceEraser(Eraser):
 
     def _apply(self, x: Tensor, z) -> Tensor:
         left, right = self.proj_left.to(x.dtype), self.proj_right.to(x.dtype)
-        delta = x if self.bias is None else x - self.bias.to(x.dtype)
-        return x - (delta @ right.mT) @ left.mT
+        # x − L R (x − b) = x − (R x − R b) L, with no n×d temporary for x − b.
+        coords = x @ right.mT
+        if self.bias is not None:
+            coords = coords - self.bias.to(x.dtype) @ right.mT
+        return torch.addmm(x, coords, left.mT, alpha=-1)
 
 
 class LeaceFitter(LabelMatrixFitter):
