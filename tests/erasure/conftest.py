@@ -37,7 +37,7 @@ def make_class_data(seed: int, n: int, d: int, k: int, *, rank: int | None = Non
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _leace_problem(k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = make_classification(n_samples=2048, n_features=128, n_informative=16,
                                n_redundant=0, n_classes=k, random_state=1000 * seed + k)

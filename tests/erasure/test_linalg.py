@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-
 from featurebias.erasure.linalg import (
     barycenter_maps,
     olse,
@@ -30,7 +29,7 @@ def random_psd(d: int, rank: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def t(a: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(a, dtype=torch.float64)
+    return torch.tensor(np.array(a), dtype=torch.float64)
 
 
 def assert_close(actual, expected, rtol: float) -> None:
@@ -211,7 +210,7 @@ def test_ot_map_to_itself_is_identity_and_batches():
     rng = np.random.default_rng(8)
     covs = np.stack([random_spd(5, rng) for _ in range(3)])
     assert_close(ot_map(t(covs), t(covs)), np.broadcast_to(np.eye(5), covs.shape), 1e-10)
-    batched = ot_map(t(covs), t(covs[::-1].copy()))
+    batched = ot_map(t(covs), t(covs[::-1]))
     for i in range(3):
         assert_close(batched[i], ot_map(t(covs[i]), t(covs[2 - i])), 1e-12)
 
@@ -237,17 +236,25 @@ def test_w2_squared_matches_scipy(d):
 
 
 def test_w2_squared_is_zero_for_equal_gaussians_and_batches():
-    """W₂²(N, N) = 0 (also for a singular covariance); batched values equal single ones."""
+    """W₂²(N, N) = 0; batched values equal the single ones."""
     rng = np.random.default_rng(9)
-    mean = rng.standard_normal(6)
-    for cov in (random_spd(6, rng), random_psd(6, 2, rng)):
-        assert abs(float(w2_squared(t(mean), t(cov), t(mean), t(cov)))) <= 1e-10 * np.trace(cov)
+    mean, cov = rng.standard_normal(6), random_spd(6, rng)
+    assert abs(float(w2_squared(t(mean), t(cov), t(mean), t(cov)))) <= 1e-10 * np.trace(cov)
     means = rng.standard_normal((3, 6))
     covs = np.stack([random_spd(6, rng) for _ in range(3)])
-    batched = w2_squared(t(means), t(covs), t(means[::-1].copy()), t(covs[::-1].copy()))
+    batched = w2_squared(t(means), t(covs), t(means[::-1]), t(covs[::-1]))
     for i in range(3):
         assert np.isclose(float(batched[i]), np_w2_squared(means[i], covs[i], means[2 - i],
                                                            covs[2 - i]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_w2_squared_of_equal_singular_gaussians_is_zero(seed):
+    """W₂²(N(μ, A), N(μ, A)) = 0 for a rank-deficient A, to float64 accuracy."""
+    rng = np.random.default_rng(seed)
+    mean, cov = rng.standard_normal(6), random_psd(6, 2, rng)
+    value = float(w2_squared(t(mean), t(cov), t(mean), t(cov)))
+    assert abs(value) <= 1e-10 * np.trace(cov)
 
 
 # --------------------------------------------------------------------------- barycenter
@@ -266,7 +273,7 @@ def priors(k: int, seed: int) -> np.ndarray:
 def fixed_point_residual(s: np.ndarray, covs: np.ndarray, w: np.ndarray) -> float:
     """‖Σ_c π_c (S^{1/2} Σ_c S^{1/2})^{1/2} − S‖_F / ‖S‖_F."""
     root = np_sqrt(s)
-    mean_root = sum(wc * np_sqrt(root @ c @ root) for wc, c in zip(w, covs))
+    mean_root = sum(wc * np_sqrt(root @ c @ root) for wc, c in zip(w, covs, strict=True))
     return float(np.linalg.norm(mean_root - s) / np.linalg.norm(s))
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from featurebias.erasure.leace import LeaceFitter
 from featurebias.erasure.oracle import OracleFitter
 from featurebias.erasure.stats import Moments
@@ -85,7 +84,7 @@ def test_chunked_updates_equal_full_batch(k, seed):
     cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, n), 25, replace=False))
     cuts = np.unique(np.concatenate([[1, 2, 5], cuts]))  # chunks of 1, 1, 3, ... rows
     streamed = new_moments(k)
-    for xs, zs, ys in zip(np.split(x, cuts), np.split(z, cuts), np.split(y, cuts)):
+    for xs, zs, ys in zip(np.split(x, cuts), np.split(z, cuts), np.split(y, cuts), strict=True):
         update(streamed, xs, zs, ys, k)
     whole = update(new_moments(k), x, z, y, k)
     assert_moments_equal(streamed, {f: getattr(whole, f).numpy() for f in FIELDS}, rtol=1e-10)
@@ -99,7 +98,7 @@ def test_shards_merged_in_random_order_equal_whole_data(k, order_seed):
     x, z, y = make_data(7, 3000, k)
     bounds = np.cumsum([1, 7, 1000])
     shards = [update(new_moments(k), xs, zs, ys, k) for xs, zs, ys in
-              zip(np.split(x, bounds), np.split(z, bounds), np.split(y, bounds))]
+              zip(np.split(x, bounds), np.split(z, bounds), np.split(y, bounds), strict=True)]
     order = np.random.default_rng(order_seed).permutation(len(shards))
     merged = new_moments(k)
     for i in order:
@@ -113,7 +112,7 @@ def test_tree_merge_equals_sequential_merge(k):
     x, z, y = make_data(3, 2000, k)
     bounds = [3, 400, 1500]
     a, b, c, d = (update(new_moments(k), xs, zs, ys, k) for xs, zs, ys in
-                  zip(np.split(x, bounds), np.split(z, bounds), np.split(y, bounds)))
+                  zip(np.split(x, bounds), np.split(z, bounds), np.split(y, bounds), strict=True))
     tree = a.merge(b).merge(c.merge(d))
     chain = a.merge(b).merge(c).merge(d)
     assert_moments_equal(tree, {f: getattr(chain, f).numpy() for f in FIELDS}, rtol=1e-10)
@@ -126,7 +125,7 @@ def test_merge_leaves_operands_unchanged():
     b = update(new_moments(1), x[100:], z[100:], None, 1)
     before = [a.copy(), b.copy()]
     a.merge(b)
-    for obj, snapshot in zip([a, b], before):
+    for obj, snapshot in zip([a, b], before, strict=True):
         for f in FIELDS:
             assert torch.equal(getattr(obj, f), getattr(snapshot, f)), f
 
@@ -207,3 +206,25 @@ def test_rejected_update_leaves_state_unchanged(fitter_cls, case):
     for field in dataclasses.fields(eraser_before):
         old, new = getattr(eraser_before, field.name), getattr(fitter.eraser, field.name)
         assert (new is None) if old is None else torch.equal(new, old), field.name
+
+
+@pytest.mark.parametrize("fitter_cls", [LeaceFitter, OracleFitter])
+def test_fitters_fitted_on_shards_merge_to_whole_data_fitter(fitter_cls):
+    """Fitter.merge of shard fitters (sizes 1, 7, 1000, rest) equals the whole-data fitter."""
+    k = 3
+    x, _, y = make_data(10, 2500, k)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    whole = fitter_cls(D, k).update(x, y)
+    shards = [fitter_cls(D, k).update(x[p], y[p])
+              for p in torch.tensor_split(torch.arange(len(x)), [1, 8, 1008])]
+    merged = shards[3]
+    for shard in (shards[1], shards[0], shards[2]):
+        merged = merged.merge(shard)
+    for f in FIELDS:
+        expected = getattr(whole.stats, f)
+        if expected is None:
+            assert getattr(merged.stats, f) is None
+        elif f == "n":
+            assert torch.equal(merged.stats.n, expected)
+        else:
+            assert_close(getattr(merged.stats, f), expected.numpy(), 1e-10)

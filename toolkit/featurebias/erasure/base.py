@@ -177,11 +177,15 @@ class LabelMatrixFitter(Fitter):
         x = check.features(x)
         z = check.as_tensor(z, "z")
         ids = z.ndim == 1 and not z.is_floating_point()
-        if "z_dim" not in kwargs:
-            kwargs["z_dim"] = (int(z.max()) + 1 if z.numel() else 1) if ids else (
-                1 if z.ndim == 1 else z.shape[-1])
-        if ids and kwargs["z_dim"] > 1:
-            check_two_classes(check.class_ids(z, x.shape[0], kwargs["z_dim"]), kwargs["z_dim"])
+        if ids:
+            if z.numel() and int(z.min()) < 0:
+                raise LabelError(f"z holds negative class ids (min {int(z.min())}); expected "
+                                 "ids in [0, k)")
+            kwargs.setdefault("z_dim", int(z.max()) + 1 if z.numel() else 1)
+            check_two_classes(check.class_ids(z, x.shape[0], max(kwargs["z_dim"], 2)),
+                              max(kwargs["z_dim"], 2))
+        else:
+            kwargs.setdefault("z_dim", 1 if z.ndim == 1 else z.shape[-1])
         kwargs.setdefault("device", x.device)
         return cls(x.shape[-1], **kwargs).update(x, z)
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import _validate as check
 from ..errors import ConfigError, LabelError, RangeError
 from .base import Eraser, Fitter
-from .grouping import pad_by_group
+from .grouping import Groups
 from .stats import Moments
 
 
@@ -55,7 +55,7 @@ class IterativeEraser(Eraser):
     def _objective(self, x: Tensor, x0: Tensor, ids: Tensor, k: int) -> Tensor:
         counts = torch.bincount(ids, minlength=k).to(x.dtype)
         means = x.new_zeros(k, x.shape[1]).index_add_(0, ids, x) / counts[:, None]
-        centred, _ = pad_by_group(x - means[ids], ids, k)
+        centred = Groups(ids, k).pad(x - means[ids])
         covs = centred.mT @ centred / (counts - 1)[:, None, None]
         mse = ((x - x0).square().sum(1) / (counts[ids] * x.shape[1])).sum()
         return (self.w_mean * (means - self.mean).norm(dim=1).sum()
@@ -100,7 +100,7 @@ class IterativeEraser(Eraser):
         present = torch.bincount(ids, minlength=k) > 0
         counts = torch.bincount(ids, minlength=k).clamp_min(2).to(flat.dtype)
         means = flat.new_zeros(k, flat.shape[1]).index_add_(0, ids, flat) / counts[:, None]
-        centred, _ = pad_by_group(flat - means[ids], ids, k)
+        centred = Groups(ids, k).pad(flat - means[ids])
         covs = centred.mT @ centred / (counts - 1)[:, None, None]
         mean_gap = (means - self.mean).norm(dim=1)[present].max()
         cov_gap = (covs - self.cov).flatten(1).norm(dim=1)[present].max() / self.cov.norm()

@@ -10,7 +10,7 @@ from torch import Tensor
 from .. import _validate as check
 from ..errors import ConfigError
 from .base import Eraser, LabelMatrixFitter
-from .linalg import psd_eigh
+from .linalg import EPS64, psd_eigh
 from .stats import Moments
 
 
@@ -83,7 +83,14 @@ class LeaceFitter(LabelMatrixFitter):
             whiten = unwhiten = None
             cross = sigma_xz
         else:
-            lam, vecs, mask = psd_eigh(self.stats.covariance("xx", shrinkage=self.shrinkage)[0])
+            sigma_xx = self.stats.covariance("xx", shrinkage=self.shrinkage)[0]
+            # Data computed in float64 carry rounding noise of relative size ~ d·eps, so
+            # (already-erased) data with no real variance still show some; whitening must
+            # not blow it up into a direction. Variance below (1e3·d·eps)² of the second
+            # moment E‖x‖² (a relative spread under ~1e-10 for d = 1000) counts as none.
+            second_moment = self.stats.mean_x[0].square().sum() + sigma_xx.trace()
+            floor = (1e3 * self.x_dim * EPS64) ** 2 * second_moment
+            lam, vecs, mask = psd_eigh(sigma_xx, atol=floor)
             root = torch.where(mask, lam.sqrt(), 0)
             inv_root = torch.where(mask, 1 / torch.where(mask, root, 1), 0)
             whiten = (vecs * inv_root) @ vecs.mT

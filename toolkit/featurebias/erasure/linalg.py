@@ -18,17 +18,18 @@ def sym(a: Tensor) -> Tensor:
     return (a + a.mT) / 2
 
 
-def psd_eigh(a: Tensor, rtol: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def psd_eigh(a: Tensor, rtol: float | None = None,
+             atol: Tensor | float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """Eigen-decomposition of a PSD matrix: clamped eigenvalues, vectors, and support mask.
 
-    The support threshold is `rtol · λ_max` with `rtol = d · eps(float64)` by default (the
-    `pinv` heuristic), always in float64 so that low-precision statistics don't mask
-    everything.
+    The support is `λ > max(rtol · λ_max, atol)` with `rtol = d · eps(float64)` by default
+    (the `pinv` heuristic), always in float64 so that low-precision statistics don't mask
+    everything. `atol` lets a caller discard a spectrum that is rounding noise altogether.
     """
     lam, vecs = torch.linalg.eigh(sym(a))
     lam = lam.clamp_min(0)
     rtol = a.shape[-1] * EPS64 if rtol is None else rtol
-    mask = lam > rtol * lam[..., -1:]
+    mask = (lam > rtol * lam[..., -1:]) & (lam > atol)
     return lam, vecs, mask
 
 
@@ -81,7 +82,8 @@ def ot_map(source: Tensor, target: Tensor) -> Tensor:
 def w2_squared(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> Tensor:
     """Squared 2-Wasserstein distance between two Gaussians (batched)."""
     root = psd_sqrt(cov_a)
-    cross = torch.linalg.eigvalsh(sym(root @ cov_b @ root)).clamp_min(0).sqrt().sum(-1)
+    lam, _, mask = psd_eigh(root @ cov_b @ root)
+    cross = torch.where(mask, lam.sqrt(), 0).sum(-1)  # rounding-level λ would add √eps
     trace = torch.diagonal(cov_a + cov_b, dim1=-2, dim2=-1).sum(-1)
     return (mean_a - mean_b).square().sum(-1) + trace - 2 * cross
 
@@ -133,20 +135,20 @@ def barycenter_maps(covs: Tensor, weights: Tensor, *, tol: float = 1e-12,
     s = (w * covs).sum(0)
     history_x: list[Tensor] = []
     history_g: list[Tensor] = []
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
         factor, inv_factor = _factor(s)
         lam, vecs, mask = psd_eigh(factor @ covs @ factor.mT)
         mean_root = (w * _rebuild(vecs, torch.where(mask, lam.sqrt(), 0))).sum(0)
         t_bar = inv_factor @ mean_root @ inv_factor.mT
         step = sym(t_bar @ s @ t_bar)
-        residual = step - s
-        if float(residual.norm() / s.norm()) < tol:
+        residual = float((step - s).norm() / s.norm())
+        if residual < tol:
             break
-        s = _anderson(step, residual, history_x, history_g)
-    else:
-        warnings.warn(f"Wasserstein barycenter did not converge in {max_iter} iterations "
-                      f"(relative residual {float(residual.norm() / s.norm()):.2e})",
-                      RuntimeWarning, stacklevel=3)
+        if iteration == max_iter - 1:  # keep s: the decomposition above belongs to it
+            warnings.warn(f"Wasserstein barycenter did not converge in {max_iter} iterations "
+                          f"(relative residual {residual:.2e})", RuntimeWarning, stacklevel=3)
+            break
+        s = _anderson(step, step - s, history_x, history_g)
     if bool(mask.all()):
         maps = factor.mT @ _rebuild(vecs, lam.rsqrt()) @ factor
         return s, sym(maps)

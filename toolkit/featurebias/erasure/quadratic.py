@@ -147,7 +147,9 @@ class QuadraticFitter(Fitter):
 
     @property
     def priors(self) -> Tensor:
-        return self.stats.n / self.stats.n.sum()
+        """`[k]` class frequencies, in the statistics' dtype (int / int would be float32)."""
+        n = self.stats.n.to(self.stats.dtype)
+        return n / n.sum()
 
     def _compute(self) -> QuadraticEraser:
         covs = self.class_covariances()

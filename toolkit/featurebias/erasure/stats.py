@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .grouping import pad_by_group
+from .grouping import Groups
 from .linalg import olse, sym
 
 
@@ -64,12 +64,14 @@ class Moments:
             mean_x, mean_z = x.mean(0, keepdim=True), z.mean(0, keepdim=True)
             cx, cz = (x - mean_x)[None], (z - mean_z)[None]
         else:
-            n = torch.bincount(groups, minlength=k)
+            layout = Groups(groups, k)
+            n = layout.counts
+            mask = layout.mask(self.dtype)
+            px, pz = layout.pad(x), layout.pad(z)
             denom = n.clamp_min(1).to(self.dtype)[:, None]
-            mean_x = x.new_zeros(k, x.shape[1]).index_add_(0, groups, x) / denom
-            mean_z = z.new_zeros(k, z.shape[1]).index_add_(0, groups, z) / denom
-            cx, _ = pad_by_group(x - mean_x[groups], groups, k)
-            cz, _ = pad_by_group(z - mean_z[groups], groups, k)
+            mean_x, mean_z = px.sum(1) / denom, pz.sum(1) / denom
+            # Centre, keeping padding rows at zero so they add nothing to the products.
+            cx, cz = (px - mean_x[:, None]) * mask, (pz - mean_z[:, None]) * mask
         cxt = cx.mT
         return self._like(
             n=n, mean_x=mean_x, mean_z=mean_z,
