@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from featurebias.erasure.leace import LeaceEraser, LeaceFitter
 from featurebias.erasure.oracle import OracleEraser, OracleFitter
 from featurebias.erasure.quadratic import QuadraticEraser, QuadraticFitter

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featurebias.errors import ConfigError, ShapeError
 from featurebias.erasure import IdentityEraser, RandomEraser
+from featurebias.errors import ConfigError, ShapeError
 
 
 def test_identity_returns_input_unchanged():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concept_erasure
 import pytest
 import torch
+
 from featurebias.erasure.leace import LeaceFitter
 from featurebias.erasure.oracle import OracleFitter
 

@@ -41,7 +41,7 @@ def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float) 
                                atol=rtol * float(expected.abs().max()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def both(k: int, shrinkage: bool = False):
     x, z = make_data(k)
     if shrinkage:

@@ -7,14 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from featurebias.erasure import ConceptEraser, LeaceEraser, QuadraticEraser, check_guardedness
-from featurebias.errors import ConfigError, LabelError
 from scipy.stats import entropy
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError as SklearnNotFitted
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+
+from featurebias.erasure import ConceptEraser, LeaceEraser, QuadraticEraser, check_guardedness
+from featurebias.errors import ConfigError, LabelError
 
 
 @pytest.fixture(scope="module")

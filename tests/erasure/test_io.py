@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from featurebias.erasure import (
     AlfQleaceEraser,
     IdentityEraser,
@@ -19,7 +21,6 @@ from featurebias.erasure import (
 )
 from featurebias.erasure.base import REGISTRY
 from featurebias.errors import FormatError
-from safetensors.torch import save_file
 
 
 def _data():

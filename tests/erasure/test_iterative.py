@@ -6,8 +6,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from featurebias.errors import LabelError, RangeError
 from featurebias.erasure import IterativeEraser, IterativeFitter
+from featurebias.errors import LabelError, RangeError
 
 
 @pytest.fixture(scope="module")

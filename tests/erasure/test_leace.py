@@ -12,14 +12,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from featurebias.erasure.leace import LeaceEraser, LeaceFitter
-from featurebias.erasure.oracle import OracleEraser
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.svm import LinearSVC
+
+from featurebias.erasure.leace import LeaceEraser, LeaceFitter
+from featurebias.erasure.oracle import OracleEraser
 
 METHODS = ["leace", "orth"]
 SVD_TOL = 0.01  # the library default

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+
 from featurebias.erasure.linalg import (
     barycenter_maps,
     olse,

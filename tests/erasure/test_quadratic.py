@@ -41,7 +41,7 @@ def make_data(k: int, n: int = N, d: int = D, seed: int = 0) -> tuple[torch.Tens
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fitted(k: int, target_mean: str = "prior"):
     """(x, z, fitter, eraser, erased x) for one k; cached, so treat the tensors as read-only."""
     x, z = make_data(k)
@@ -109,7 +109,7 @@ def test_qda_is_no_better_than_the_prior(k):
         # with unequal class counts equal (n_c − 1)-normalised covariances would look
         # different to it by factors (n_c − 1)/n_c. Rescale to the n_c − 1 normaliser (the
         # one QLEACE equalises) so that the fitted Gaussians are the sample ones.
-        qda.scalings_ = [s * c / (c - 1) for s, c in zip(qda.scalings_, counts)]
+        qda.scalings_ = [s * c / (c - 1) for s, c in zip(qda.scalings_, counts, strict=True)]
         return log_loss(y, qda.predict_proba(features), labels=np.arange(k))
 
     assert qda_loss(x.numpy()) < entropy * (1 - 1e-3)
@@ -129,7 +129,7 @@ def test_ot_maps_symmetric_positive_definite(k):
     assert_matrices_close(maps, maps.mT, rtol=1e-12)
     # A_c Σ_c A_c = Σ̄ (every class covariance has full rank here).
     covs, bary = fitter.class_covariances(), fitter.barycenter()
-    for a, cov in zip(maps, covs):
+    for a, cov in zip(maps, covs, strict=True):
         assert_matrices_close(a @ cov @ a, bary, rtol=1e-9)
 
 
@@ -151,7 +151,7 @@ def test_barycenter_is_a_fixed_point_and_stationary(k):
     def gradient(s: torch.Tensor) -> torch.Tensor:
         s = s.clone().requires_grad_(True)
         zero = torch.zeros(D, dtype=torch.float64)
-        loss = sum(p * w2_squared(zero, s, zero, c) for p, c in zip(priors, covs))
+        loss = sum(p * w2_squared(zero, s, zero, c) for p, c in zip(priors, covs, strict=True))
         (grad,) = torch.autograd.grad(loss, s)
         return grad
 
@@ -305,7 +305,7 @@ def test_streaming_equals_one_shot_random_batches(k, skew, seed, cuts):
     g = torch.Generator().manual_seed(seed)
     order = torch.argsort(skew * z.double() + torch.rand(N, generator=g, dtype=torch.float64))
     streamed = QuadraticFitter(D, k)
-    for lo, hi in zip([0, *sorted(cuts)], [*sorted(cuts), N]):
+    for lo, hi in zip([0, *sorted(cuts)], [*sorted(cuts), N], strict=True):
         streamed.update(x[order[lo:hi]], z[order[lo:hi]])
     assert_same_fit(streamed, whole)
 
@@ -369,7 +369,7 @@ def test_shrinkage_on_rank_deficient_classes():
 # ---------------------------------------------------------------------------------- editor
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def edit_setup(k: int):
     x, z = make_data(k, seed=1)
     return x, z, QuadraticFitter.fit(x, z).editor()
@@ -435,7 +435,7 @@ def test_class_with_one_sample_raises_when_computing():
     fitter = QuadraticFitter(D, 3).update(x[keep], z[keep])  # updating is fine
     assert int(fitter.stats.n[2]) == 1
     with pytest.raises(LabelError):
-        fitter.eraser
+        _ = fitter.eraser
     with pytest.raises(LabelError):
         fitter.barycenter()
     with pytest.raises(LabelError):
@@ -451,7 +451,7 @@ def test_one_class_only_raises():
         QuadraticEraser.fit(x, torch.ones(N, dtype=torch.long), num_classes=2)
     fitter = QuadraticFitter(D, 2).update(x, zeros)
     with pytest.raises(LabelError):
-        fitter.eraser
+        _ = fitter.eraser
 
 
 @pytest.mark.parametrize("bad", [3, -1])

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from featurebias.erasure.leace import LeaceFitter
 from featurebias.erasure.oracle import OracleFitter
 from featurebias.erasure.stats import Moments

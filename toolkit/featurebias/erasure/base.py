@@ -47,9 +47,14 @@ class Eraser:
     def __call__(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         if self.requires_labels and z is None:
             raise LabelError(f"{type(self).__name__} needs the labels z at apply time")
-        flat = self._input(x)
-        out = self._apply(flat, z)
-        return out.to(x.dtype).reshape(x.shape)
+        x = check.as_tensor(x, "x")
+        out = self._apply(self._input(x), z)
+        return self._output(out, x)
+
+    @staticmethod
+    def _output(out: Tensor, x: Tensor) -> Tensor:
+        """`out` in x's shape, and in x's dtype when that is floating point."""
+        return out.to(x.dtype if x.is_floating_point() else out.dtype).reshape(x.shape)
 
     def _apply(self, x: Tensor, z: Tensor | None) -> Tensor:
         raise NotImplementedError

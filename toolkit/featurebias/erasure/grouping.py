@@ -23,15 +23,12 @@ class Groups:
             torch.cumsum(self.counts, 0) - self.counts)[sorted_groups]
         self.slots = torch.empty_like(groups)
         self.slots[order] = sorted_groups * self.length + rank
-        # Row index of every padded position; padding points at an extra all-zero row n.
-        self.index = torch.full((num_groups * self.length,), n, device=groups.device)
-        self.index[self.slots] = torch.arange(n, device=groups.device)
         self.shape = (num_groups, self.length)
 
     def pad(self, x: Tensor) -> Tensor:
-        """Rows of `x [n, d]` as a zero-padded `[k, L, d]` batch (one gather)."""
-        padded = torch.cat([x, x.new_zeros(1, x.shape[1])])[self.index]
-        return padded.view(*self.shape, x.shape[1])
+        """Rows of `x [n, d]` as a zero-padded `[k, L, d]` batch (one scatter)."""
+        padded = x.new_zeros(self.shape[0] * self.shape[1], x.shape[1])
+        return padded.index_copy_(0, self.slots, x).view(*self.shape, x.shape[1])
 
     def unpad(self, padded: Tensor) -> Tensor:
         """Inverse of `pad`: back to `[n, ·]` in the original row order."""
@@ -43,7 +40,14 @@ class Groups:
         return (length < self.counts[:, None]).to(dtype)[..., None]
 
 
-def grouped_matmul(x: Tensor, groups: Tensor, mats: Tensor) -> Tensor:
-    """Row `i` of the result is `x[i] @ mats[groups[i]]`; `mats` is `[k, d, e]`."""
+def grouped_affine(x: Tensor, groups: Tensor, mats: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Row `i` of the result is `x[i] @ mats[g] + bias[g]` with `g = groups[i]`.
+
+    `mats` is `[k, d, e]`, `bias` `[k, e]`; the bias is fused into the batched matmul.
+    """
     layout = Groups(groups, mats.shape[0])
-    return layout.unpad(torch.bmm(layout.pad(x), mats))
+    padded = layout.pad(x)
+    if bias is None:
+        return layout.unpad(torch.bmm(padded, mats))
+    shifts = bias[:, None, :].expand(-1, padded.shape[1], -1)
+    return layout.unpad(torch.baddbmm(shifts, padded, mats))

@@ -10,7 +10,7 @@ from torch import Tensor
 from .. import _validate as check
 from ..errors import LabelError
 from .base import Eraser, Fitter, check_two_classes
-from .grouping import grouped_matmul
+from .grouping import grouped_affine
 from .linalg import barycenter_maps, ot_map
 from .stats import Moments
 
@@ -40,9 +40,10 @@ class QuadraticEraser(Eraser):
     def _apply(self, x: Tensor, z) -> Tensor:
         k = self.class_means.shape[0]
         ids = check.class_ids(z, x.shape[0], k).to(x.device)
-        means, maps = self.class_means.to(x.dtype), self.ot_maps.to(x.dtype)
-        # A_c is symmetric, so the row form (x − μ)A_cᵀ is (x − μ)A_c.
-        return grouped_matmul(x - means[ids], ids, maps) + self.target_mean.to(x.dtype)
+        maps = self.ot_maps.to(x.dtype)
+        # A_c is symmetric, so the row form of μ̄ + A_c(x − μ_c) is x A_c + (μ̄ − μ_c A_c).
+        shifts = self.target_mean - (self.class_means[:, None, :] @ self.ot_maps)[:, 0]
+        return grouped_affine(x, ids, maps, shifts.to(x.dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +79,10 @@ class QuadraticEditor(Eraser):
         maps = ot_map(self.class_covs[s], self.class_covs[t])
         maps = torch.where((s == t)[:, None, None], torch.eye(d, dtype=maps.dtype,
                                                                 device=maps.device), maps)
-        means = self.class_means.to(work.dtype)
-        out = grouped_matmul(work - means[source], pair_ids, maps.to(work.dtype)) + means[target]
-        return out.to(x.dtype).reshape(x.shape)
+        means = self.class_means
+        shifts = means[t] - (means[s][:, None, :] @ maps)[:, 0]
+        out = grouped_affine(work, pair_ids, maps.to(work.dtype), shifts.to(work.dtype))
+        return self._output(out, x)
 
 
 class QuadraticFitter(Fitter):
