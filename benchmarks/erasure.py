@@ -32,13 +32,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import importlib.metadata
 import json
-import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +44,10 @@ from concept_erasure import QuadraticEraser as CeQuadraticEraser
 from concept_erasure import QuadraticFitter as CeQuadraticFitter
 
 from featurebias.erasure.leace import LeaceEraser, LeaceFitter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, median_times  # noqa: E402
+
 from featurebias.erasure.quadratic import QuadraticEraser, QuadraticFitter
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -156,22 +155,6 @@ def ce_as_float32(eraser):
 # ---------------------------------------------------------------------------------- timing
 
 
-def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall-clock seconds of each `fn()` over `repeats` runs, after one warm-up run.
-
-    The runs alternate between the functions, so slow drifts of the machine hit both alike.
-    """
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - start)
-    return [statistics.median(record) for record in times]
-
-
 def compare(task: str, ours: Callable[[], object], theirs: Callable[[], object],
             output: tuple[torch.Tensor, torch.Tensor], repeats: int) -> Row:
     """Time both callables; `output` holds the two libraries' results to compare."""
@@ -209,17 +192,6 @@ def qleace_rows(cfg: Config) -> list[Row]:
     return [fit, apply]
 
 
-def environment() -> dict:
-    return {
-        "torch": torch.__version__,
-        "concept_erasure": importlib.metadata.version("concept-erasure"),
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def format_table(rows: list[Row]) -> str:
     lines = [f"{'task':<14}{'featurebias s':>15}{'concept-erasure s':>19}{'speedup':>9}"
              f"{'max |diff|':>12}{'max |out|':>11}"]
@@ -241,8 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(cfg.seed)
     rows = leace_rows(cfg) + qleace_rows(cfg)
-    result = {"config": dataclasses.asdict(cfg), "quick": args.quick, **environment(),
-              "rows": [r.as_dict() for r in rows]}
+    result = {"config": dataclasses.asdict(cfg), "quick": args.quick,
+              **environment("concept-erasure"), "rows": [r.as_dict() for r in rows]}
     print(f"n={cfg.n} d={cfg.d} k={cfg.k} batch={cfg.batch} | QLEACE n={cfg.qleace_n} "
           f"d={cfg.qleace_d} | torch {result['torch']}, {result['threads']} threads")
     print(format_table(rows))

@@ -33,10 +33,14 @@ from .errors import (
     ShapeError,
     SiteError,
 )
+from .hooks import collect, erase_at, fit_erasers, patch_at
+from .sites import list_sites, resolve
+from .store import ActivationStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationStore", "collect", "erase_at", "fit_erasers", "list_sites", "patch_at", "resolve",
     "AlfQleaceEraser", "AlfQleaceFitter", "ConceptEraser", "ConfigError", "DTypeError",
     "DeviceError", "FeatureBiasError", "FormatError", "IdentityEraser", "IterativeEraser",
     "LabelError", "LeaceEraser", "LeaceFitter", "NonFiniteError", "NotFittedError",

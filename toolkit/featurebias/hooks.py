@@ -1,0 +1,268 @@
+"""Run models with activations read, replaced or erased at named sites.
+
+Every hook this module registers is removed when its `with` block ends, also when the body
+raises; hooks that the user registered are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import layout
+from .errors import ConfigError, LabelError, SiteError
+from .sites import Site, resolve
+from .store import ActivationStore
+
+Forward = Callable[[nn.Module, object], object]
+
+
+def default_forward(model: nn.Module, batch) -> object:
+    """Run `model` on a batch: a tensor, the first item of a tuple/list, or a dict of kwargs."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(batch[0])
+    return model(batch)
+
+
+def batch_labels(batch) -> Tensor:
+    """The labels of a `(inputs, labels, ...)` batch."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise LabelError("no labels given: pass labels=..., or batches of (inputs, labels)")
+    return torch.as_tensor(batch[1])
+
+
+def _map_output(out, fn):
+    if isinstance(out, Tensor):
+        return fn(out)
+    if isinstance(out, tuple) and out and isinstance(out[0], Tensor):
+        return (fn(out[0]), *out[1:])
+    raise SiteError(f"cannot patch an output of type {type(out).__name__}; expected a tensor "
+                    "or a tuple whose first item is a tensor")
+
+
+def _register(site: Site, fn: Callable[[Tensor], Tensor | None]):
+    """Register `fn` on a site; a `None` return leaves the activation as it was."""
+    if site.port == "input":
+        def pre_hook(module, args):
+            if not args or not isinstance(args[0], Tensor):
+                raise SiteError(f"{site.name}: the module's first input is not a tensor")
+            new = fn(args[0])
+            return None if new is None else (new, *args[1:])
+        return site.module.register_forward_pre_hook(pre_hook)
+
+    def hook(module, args, out):
+        new = _map_output(out, fn)
+        replaced = new[0] if isinstance(new, tuple) else new
+        return None if replaced is None else new
+    return site.module.register_forward_hook(hook)
+
+
+@contextlib.contextmanager
+def patch_at(model: nn.Module, patches: Mapping[str, Callable[[Tensor], Tensor]]) -> Iterator:
+    """Inside the block, the activation at each site is replaced by `fn(activation)`.
+
+    All sites are resolved before any hook is registered, so a bad name changes nothing.
+    """
+    sites = [(resolve(model, name), fn) for name, fn in patches.items()]
+    handles = []
+    try:
+        for site, fn in sites:
+            handles.append(_register(site, fn))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def erase_at(model: nn.Module, erasers: Mapping[str, Callable], *, labels=None,
+             positions=None):
+    """Context manager: every forward pass inside has the concept erased at those sites.
+
+    Args:
+        erasers: `{site: eraser}`; an eraser may also be any function of the activation.
+        labels: the labels of the batch the model will run on, for erasers that need them
+            (QLEACE, Oracle); `[b]` or, for token activations, `[b, t]`.
+        positions: token positions to erase at (int, list or slice); all by default.
+    """
+    z = None if labels is None else torch.as_tensor(labels)
+    needs = [s for s, e in erasers.items() if getattr(e, "requires_labels", False)]
+    if needs and z is None:
+        raise LabelError(f"the erasers at {needs} need labels: pass erase_at(..., labels=z)")
+
+    def patch(eraser):
+        return lambda act: layout.apply(eraser, act, layout.to_device(z, act.device), positions)
+
+    return patch_at(model, {site: patch(eraser) for site, eraser in erasers.items()})
+
+
+class _Enough(Exception):
+    """Raised inside a hook to stop a forward pass once every wanted site was seen."""
+
+
+def _progress(iterable, progress: bool, desc: str):
+    total = len(iterable) if hasattr(iterable, "__len__") else None
+    return tqdm(iterable, total=total, desc=desc, disable=not progress, leave=False)
+
+
+def run_capturing(model: nn.Module, batch, sites: Sequence[str], *, forward: Forward,
+                  transform: Callable[[Tensor], Tensor] = lambda t: t,
+                  stop_early: bool = True) -> dict[str, Tensor]:
+    """One forward pass; returns `{site: transform(activation)}` (detached)."""
+    captured: dict[str, Tensor] = {}
+
+    def grab(name):
+        def fn(act):
+            captured[name] = transform(act.detach())
+            if stop_early and len(captured) == len(sites):
+                raise _Enough
+        return fn
+
+    with patch_at(model, {name: grab(name) for name in sites}), torch.no_grad():
+        try:
+            forward(model, batch)
+        except _Enough:
+            pass
+    missing = [s for s in sites if s not in captured]
+    if missing:
+        raise SiteError(f"sites {missing} were not reached during the forward pass")
+    return captured
+
+
+def collect(model: nn.Module, batches: Iterable, sites: Sequence[str], *, to=None,
+            reduce=None, forward: Forward = default_forward, stop_early: bool = True,
+            progress: bool = True) -> ActivationStore:
+    """Run `model` over `batches` and keep the activations at `sites`.
+
+    Args:
+        to: None keeps activations where the model computed them; `"cpu"` moves them there;
+            a folder path streams them to disk as shards (re-running with the same folder
+            resumes an interrupted collection, skipping the batches already stored).
+        reduce: for token activations `[b, t, d]`: None (keep all positions), `"mean"`,
+            `"last"` or an int position.
+        forward: how to run the model on one batch (default: `model(batch)`, or the first
+            item of a tuple batch, or `model(**batch)` for dicts).
+        stop_early: stop each forward pass once every site is captured (saves the rest).
+    """
+    sites = list(sites)
+    if not sites:
+        raise ConfigError("collect needs at least one site")
+    for name in sites:
+        resolve(model, name)
+    layout.check_reduce(reduce)
+    on_disk = to is not None and to != "cpu"
+    store = ActivationStore(Path(to) if on_disk else None, sites=sites)
+    device = "cpu" if to is not None else None
+
+    def keep(act):
+        act = layout.reduce_positions(act, reduce)
+        return act if device is None else act.to(device)
+
+    for index, batch in enumerate(_progress(batches, progress, "collect")):
+        if index in store.completed:
+            continue
+        store.add(index, run_capturing(model, batch, sites, forward=forward, transform=keep,
+                                       stop_early=stop_early))
+    return store
+
+
+def _fitter_factory(method: str, num_classes: int, options: dict):
+    from .erasure import AlfQleaceFitter, LeaceFitter, OracleFitter, QuadraticFitter
+
+    makers = {
+        "leace": lambda d: LeaceFitter(d, num_classes, method="leace", **options),
+        "orth": lambda d: LeaceFitter(d, num_classes, method="orth", **options),
+        "oracle": lambda d: OracleFitter(d, num_classes, **options),
+        "qleace": lambda d: QuadraticFitter(d, num_classes, **options),
+        "alf-qleace": lambda d: AlfQleaceFitter(d, num_classes, **options),
+    }
+    if method not in makers:
+        raise ConfigError(f"method must be one of {tuple(makers)}, got {method!r}")
+    return makers[method]
+
+
+class _Labels:
+    """Hands out each batch's labels: slices of one tensor, or the batches' own."""
+
+    def __init__(self, labels):
+        self.all = None if labels is None else torch.as_tensor(labels)
+        self.offset = 0
+
+    def next(self, batch, size: int) -> Tensor:
+        if self.all is None:
+            return batch_labels(batch)
+        chunk = self.all[self.offset:self.offset + size]
+        if chunk.shape[0] != size:
+            raise LabelError(f"labels has {self.all.shape[0]} rows, fewer than the batches "
+                             f"hold (needed rows {self.offset}..{self.offset + size})")
+        self.offset += size
+        return chunk
+
+
+def fit_erasers(model: nn.Module, batches: Iterable, labels, sites: Sequence[str], *,
+                method: str = "leace", num_classes: int | None = None,
+                sequential: bool = False, reduce=None, forward: Forward = default_forward,
+                progress: bool = True, **options) -> dict[str, object]:
+    """Fit one concept eraser per site on the model's activations.
+
+    Args:
+        batches: model inputs (re-iterable when `sequential`); with `labels=None` each batch
+            is `(inputs, labels, ...)`.
+        labels: one label per example of all batches in order (`[N]`, or `[N, t]` per
+            token), or None.
+        method: `"leace"`, `"orth"`, `"oracle"`, `"qleace"` or `"alf-qleace"`.
+        num_classes: number of classes (inferred from `labels` when given as one tensor).
+        sequential: fit site by site, each on activations that the erasers at the earlier
+            sites (in the order given) have already changed (concept scrubbing); costs one
+            pass over the data per site.
+        reduce: token reduction for fitting (see `collect`); erasure then applies at every
+            position.
+        options: passed to each fitter (e.g. `svd_tol`, `shrinkage`).
+
+    Returns:
+        `{site: eraser}`, ready for `erase_at`.
+    """
+    sites = list(sites)
+    if not sites:
+        raise ConfigError("fit_erasers needs at least one site")
+    for name in sites:
+        resolve(model, name)
+    layout.check_reduce(reduce)
+    if num_classes is None:
+        if labels is None:
+            raise ConfigError("pass num_classes when the labels come with the batches")
+        num_classes = int(torch.as_tensor(labels).max()) + 1
+    make = _fitter_factory(method, num_classes, options)
+    rounds = [[name] for name in sites] if sequential else [sites]
+    erasers: dict[str, object] = {}
+    for group in _progress(rounds, progress and sequential, "sites"):
+        fitters: dict[str, object] = {}
+        source = _Labels(labels)
+        for batch in _progress(batches, progress, f"fit {', '.join(group)}"):
+            z = source.next(batch, _batch_size(batch))
+            with erase_at(model, erasers, labels=z):  # the earlier sites, when sequential
+                acts = run_capturing(model, batch, group, forward=forward)
+            for name, act in acts.items():
+                x, zz = layout.rows(act, z.to(act.device), reduce)
+                if name not in fitters:
+                    fitters[name] = make(x.shape[-1])
+                fitters[name].update(x, zz)
+        if not fitters:
+            raise ConfigError("batches was empty: nothing to fit on")
+        erasers.update({name: fitter.eraser for name, fitter in fitters.items()})
+    return erasers
+
+
+def _batch_size(batch) -> int:
+    first = batch
+    if isinstance(batch, Mapping):
+        first = next(v for v in batch.values() if isinstance(v, Tensor))
+    elif isinstance(batch, (tuple, list)):
+        first = batch[0]
+    return torch.as_tensor(first).shape[0]
