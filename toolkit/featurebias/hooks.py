@@ -102,6 +102,19 @@ def erase_at(model: nn.Module, erasers: Mapping[str, Callable], *, labels=None,
     return patch_at(model, {site: patch(eraser) for site, eraser in erasers.items()})
 
 
+def _checked_sites(model: nn.Module, sites: Sequence[str], reduce, caller: str) -> list[str]:
+    """Validate site names and the reduction before any work starts."""
+    sites = list(sites)
+    if not sites:
+        raise ConfigError(f"{caller} needs at least one site")
+    if len(set(sites)) != len(sites):
+        raise ConfigError(f"{caller} got repeated sites: {sites}")
+    for name in sites:
+        resolve(model, name)
+    layout.check_reduce(reduce)
+    return sites
+
+
 class _Enough(Exception):
     """Raised inside a hook to stop a forward pass once every wanted site was seen."""
 
@@ -150,12 +163,7 @@ def collect(model: nn.Module, batches: Iterable, sites: Sequence[str], *, to=Non
             item of a tuple batch, or `model(**batch)` for dicts).
         stop_early: stop each forward pass once every site is captured (saves the rest).
     """
-    sites = list(sites)
-    if not sites:
-        raise ConfigError("collect needs at least one site")
-    for name in sites:
-        resolve(model, name)
-    layout.check_reduce(reduce)
+    sites = _checked_sites(model, sites, reduce, "collect")
     on_disk = to is not None and to != "cpu"
     store = ActivationStore(Path(to) if on_disk else None, sites=sites)
     device = "cpu" if to is not None else None
@@ -228,12 +236,7 @@ def fit_erasers(model: nn.Module, batches: Iterable, labels, sites: Sequence[str
     Returns:
         `{site: eraser}`, ready for `erase_at`.
     """
-    sites = list(sites)
-    if not sites:
-        raise ConfigError("fit_erasers needs at least one site")
-    for name in sites:
-        resolve(model, name)
-    layout.check_reduce(reduce)
+    sites = _checked_sites(model, sites, reduce, "fit_erasers")
     if num_classes is None:
         if labels is None:
             raise ConfigError("pass num_classes when the labels come with the batches")

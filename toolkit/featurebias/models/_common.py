@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
+from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .. import _validate as check
@@ -109,3 +110,31 @@ def image_batch(x: Tensor, channels: int, size: tuple[int, int], like: Tensor, *
         raise ShapeError(f"input images are {x.shape[2]}×{x.shape[3]}, expected {h}×{w} "
                          "(the configured image_size)")
     return x
+
+
+class ImageClassifier(HookedRootModule):
+    """Frame shared by the image models: input geometry, flat-input reshaping, output hooks.
+
+    Subclasses build their layers (in `seeded(seed)`), a `head` linear layer, then call
+    `self.setup()`.
+    """
+
+    fixed_size = False  # whether 4-D inputs must match image_size (nets that flatten maps)
+
+    def __init__(self, in_channels: int, num_classes: int, image_size, multiple: int = 1):
+        super().__init__()
+        self.in_channels = check.positive_int(in_channels, "in_channels")
+        self.num_classes = check.positive_int(num_classes, "num_classes")
+        self.image_size = parse_image_size(image_size, multiple=multiple)
+        self.hook_pooled = HookPoint()
+        self.hook_logits = HookPoint()
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """`(c, h, w)` of one input image."""
+        return (self.in_channels, *self.image_size)
+
+    def images(self, x: Tensor) -> Tensor:
+        """The input as `[b, c, h, w]` (flat `[b, c·h·w]` rows are reshaped)."""
+        return image_batch(x, self.in_channels, self.image_size, self.head.weight,
+                           fixed_size=self.fixed_size)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from itertools import pairwise
 
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .. import _validate as check
-from ._common import Dense, image_batch, parse_image_size, seeded
+from ._common import Dense, ImageClassifier, seeded
 
 
 class ConvStage(nn.Module):
@@ -30,7 +29,7 @@ class ConvStage(nn.Module):
         return self.hook_post(self.pool(self.act(self.hook_pre(self.conv(x)))))
 
 
-class LeNet(HookedRootModule):
+class LeNet(ImageClassifier):
     """LeNet-small: conv 3×3 → 6 → pool 2 → conv 3×3 → 16 → pool 2 → FC 120 → 84 → classes.
 
     Hook points: `conv.{0,1}.hook_pre`/`hook_post` (`[b, c, h, w]`; post is after ReLU and
@@ -39,29 +38,21 @@ class LeNet(HookedRootModule):
     size, or flat `[b, c·h·w]`.
     """
 
+    fixed_size = True  # the flattening head needs the configured image size
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *,
                  image_size: int | tuple[int, int] = 8, seed: int = 0):
-        super().__init__()
-        self.in_channels = check.positive_int(in_channels, "in_channels")
-        self.num_classes = check.positive_int(num_classes, "num_classes")
-        self.image_size = parse_image_size(image_size, multiple=4)
+        super().__init__(in_channels, num_classes, image_size, multiple=4)
         h, w = self.image_size
         with seeded(seed):
             self.conv = nn.ModuleList([ConvStage(self.in_channels, 6, pool=True),
                                        ConvStage(6, 16, pool=True)])
             self.fc = nn.ModuleList([Dense(16 * (h // 4) * (w // 4), 120), Dense(120, 84)])
             self.head = nn.Linear(84, self.num_classes)
-        self.hook_pooled = HookPoint()
-        self.hook_logits = HookPoint()
         self.setup()
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """`(c, h, w)` of one input image."""
-        return (self.in_channels, *self.image_size)
-
     def forward(self, x: Tensor) -> Tensor:
-        x = image_batch(x, self.in_channels, self.image_size, self.head.weight, fixed_size=True)
+        x = self.images(x)
         for stage in self.conv:
             x = stage(x)
         x = self.hook_pooled(x.flatten(1))
@@ -70,7 +61,7 @@ class LeNet(HookedRootModule):
         return self.hook_logits(self.head(x))
 
 
-class SmallCNN(HookedRootModule):
+class SmallCNN(ImageClassifier):
     """`depth` 3×3 conv + ReLU layers of `width` channels, global average pooling, linear head.
 
     No pooling inside the stack, so it takes images of any size. Hook points:
@@ -80,28 +71,18 @@ class SmallCNN(HookedRootModule):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 16,
                  depth: int = 2, *, image_size: int | tuple[int, int] = 16, seed: int = 0):
-        super().__init__()
-        self.in_channels = check.positive_int(in_channels, "in_channels")
-        self.num_classes = check.positive_int(num_classes, "num_classes")
+        super().__init__(in_channels, num_classes, image_size)
         self.width = check.positive_int(width, "width")
         self.depth = check.positive_int(depth, "depth")
-        self.image_size = parse_image_size(image_size)
         chans = (self.in_channels,) + (self.width,) * self.depth
         with seeded(seed):
             self.conv = nn.ModuleList(ConvStage(a, b, pool=False)
                                       for a, b in pairwise(chans))
             self.head = nn.Linear(self.width, self.num_classes)
-        self.hook_pooled = HookPoint()
-        self.hook_logits = HookPoint()
         self.setup()
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """`(c, h, w)` of one flat input image."""
-        return (self.in_channels, *self.image_size)
-
     def forward(self, x: Tensor) -> Tensor:
-        x = image_batch(x, self.in_channels, self.image_size, self.head.weight, fixed_size=False)
+        x = self.images(x)
         for stage in self.conv:
             x = stage(x)
         return self.hook_logits(self.head(self.hook_pooled(x.mean(dim=(2, 3)))))

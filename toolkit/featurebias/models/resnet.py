@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .. import _validate as check
-from ._common import image_batch, parse_image_size, seeded
+from ._common import ImageClassifier, seeded
 from .conv import ConvStage
 
 
@@ -45,7 +44,7 @@ class ResidualConvBlock(nn.Module):
         return self.hook_resid_post(x + self.hook_conv_out(self.conv2(h)))
 
 
-class SmallResNet(HookedRootModule):
+class SmallResNet(ImageClassifier):
     """Conv stem to `width` channels, `blocks` residual blocks, norm + ReLU, global average pool.
 
     Every layer keeps the spatial size, so it takes images of any size. Hook points:
@@ -57,12 +56,9 @@ class SmallResNet(HookedRootModule):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 16,
                  blocks: int = 2, *, image_size: int | tuple[int, int] = 16, seed: int = 0):
-        super().__init__()
-        self.in_channels = check.positive_int(in_channels, "in_channels")
-        self.num_classes = check.positive_int(num_classes, "num_classes")
+        super().__init__(in_channels, num_classes, image_size)
         self.width = check.positive_int(width, "width")
         self.num_blocks = check.positive_int(blocks, "blocks")
-        self.image_size = parse_image_size(image_size)
         with seeded(seed):
             self.stem = ConvStage(self.in_channels, self.width, pool=False)
             self.blocks = nn.ModuleList(ResidualConvBlock(self.width)
@@ -70,17 +66,10 @@ class SmallResNet(HookedRootModule):
             self.norm_final = _norm(self.width)
             self.act = nn.ReLU()
             self.head = nn.Linear(self.width, self.num_classes)
-        self.hook_pooled = HookPoint()
-        self.hook_logits = HookPoint()
         self.setup()
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """`(c, h, w)` of one flat input image."""
-        return (self.in_channels, *self.image_size)
-
     def forward(self, x: Tensor) -> Tensor:
-        x = image_batch(x, self.in_channels, self.image_size, self.head.weight, fixed_size=False)
+        x = self.images(x)
         x = self.stem(x)
         for block in self.blocks:
             x = block(x)
