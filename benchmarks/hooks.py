@@ -8,8 +8,8 @@ Run: `.venv/bin/python benchmarks/hooks.py [--quick] [--out PATH]`.
 2. `collect` vs `run_with_cache`: keeping two sites of the same batch with `collect` against
    TransformerLens's `run_with_cache` (which caches every hook), once with the later site in
    the middle block (collect stops the forward there) and once in the last block. Time, the
-   bytes each keeps, and the peak resident-memory increase of a fresh process doing only that
-   (Linux VmHWM).
+   bytes each keeps, and the peak resident-memory increase of a fresh interpreter doing only
+   that (Linux VmHWM).
    Goal: ≥ 1.5x faster and less memory.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,8 +83,15 @@ def _resident_kib(field: str) -> int:
     return int(status.split(f"{field}:")[1].split()[0])
 
 
-def _peak_child(task: str, cfg: Config, last: int, queue) -> None:
-    torch.manual_seed(0)
+def peak_memory(task: str, quick: bool, last: int) -> dict:
+    """Bytes `task` keeps and its peak resident-memory increase, in a fresh interpreter."""
+    args = [sys.executable, __file__, "--memory-of", task, "--last", str(last)]
+    done = subprocess.run(args + (["--quick"] if quick else []), capture_output=True,
+                          text=True, check=True, timeout=600)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(task: str, cfg: Config, last: int) -> dict:
     model, tokens = build(cfg)
     sites = collect_sites(cfg, last)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
@@ -92,22 +99,15 @@ def _peak_child(task: str, cfg: Config, last: int, queue) -> None:
     if task == "collect":
         kept = collect(model, [tokens], sites, progress=False).to_dict()
     else:
-        with torch.no_grad():
-            _, kept = model.run_with_cache(tokens)
+        kept = cached(model, tokens)
     peak = _resident_kib("VmHWM")
-    stored = sum(t.numel() * t.element_size() for t in dict(kept).values())
-    queue.put({"peak_rss_increase_bytes": (peak - before) * 1024, "kept_bytes": stored})
+    stored = sum(t.numel() * t.element_size() for t in kept.values())
+    return {"peak_rss_increase_bytes": (peak - before) * 1024, "kept_bytes": stored}
 
 
-def peak_memory(task: str, cfg: Config, last: int) -> dict:
-    """Peak memory of a fresh process that builds the model and runs only `task`."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_peak_child, args=(task, cfg, last, queue))
-    process.start()
-    result = queue.get(timeout=600)
-    process.join()
-    return result
+def cached(model, tokens) -> dict:
+    with torch.no_grad():
+        return dict(model.run_with_cache(tokens)[1])
 
 
 def collect_rows(cfg: Config, model, tokens) -> list[dict]:
@@ -130,9 +130,11 @@ def collect_rows(cfg: Config, model, tokens) -> list[dict]:
         t_ours, t_theirs = median_times([ours, theirs], cfg.repeats)
         rows.append({"task": f"collect_2_sites_{label}", "sites": sites,
                      "baseline_s": t_theirs, "featurebias_s": t_ours,
-                     "speedup": t_theirs / t_ours, "max_abs_diff": diff,
-                     "memory_featurebias": peak_memory("collect", cfg, last),
-                     "memory_run_with_cache": peak_memory("cache", cfg, last)})
+                     "speedup": t_theirs / t_ours, "max_abs_diff": diff})
+    # Memory once, for the first pair (a fresh interpreter per measurement is slow to start).
+    last = cfg.n_layers // 2 - 1
+    rows[0]["memory_featurebias"] = peak_memory("collect", cfg == QUICK, last)
+    rows[0]["memory_run_with_cache"] = peak_memory("cache", cfg == QUICK, last)
     return rows
 
 
@@ -140,8 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--memory-of", choices=["collect", "cache"], help=argparse.SUPPRESS)
+    parser.add_argument("--last", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else Config()
+    if args.memory_of:  # child process of peak_memory: print one JSON line
+        print(json.dumps(_memory_child(args.memory_of, cfg, args.last)))
+        return {}
     out = args.out or RESULTS / ("hooks_quick.json" if args.quick else "hooks.json")
     model, tokens = build(cfg)
     rows = erasure_rows(cfg, model, tokens) + collect_rows(cfg, model, tokens)
