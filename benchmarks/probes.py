@@ -1,0 +1,215 @@
+"""Probe speed: featurebias `LinearProbe` against scikit-learn `LogisticRegression(lbfgs)`.
+
+Run: `.venv/bin/python benchmarks/probes.py [--quick] [--device cuda] [--out PATH]`.
+
+A sweep of `sites` sites × 1 feature: `n` rows of width `d`, `k` classes, a fixed seeded
+train/test split (`test_fraction`). Every site is a different random linear map of one planted
+class signal (class means in a rank-`rank` latent space, plus unit latent noise), with its own
+isotropic noise level (`noise`, from clean to hard), a per-feature scale and an offset, so
+standardising matters. Both libraries fit the same model: multinomial logistic regression,
+L2 with the same `C`, on features standardised with the training rows (featurebias inside
+`fit`, scikit-learn through a `StandardScaler` in a `Pipeline`, timed with the fit), with the
+same stopping rule (largest gradient entry of the mean-scaled objective ≤ `tol`) at each `tol`
+of `tols`, and `max_iter` high enough to converge. featurebias computes in float32,
+scikit-learn in float64.
+
+Data are float32, as activations are; scikit-learn 1.9 keeps float32 input in float32 for
+lbfgs, so both libraries do the same arithmetic (`--sklearn-float64` gives it float64 copies
+instead, made outside the timing: its classic path, half the speed per matrix product).
+
+Timed (wall clock, `time.perf_counter`): fitting all sites, one after the other, for each
+library; the sweep runs once as a warm-up, then `repeats` times, alternating libraries, and the
+median is kept (per site: the last run). Both libraries get `threads` threads (torch's intra-op
+pool; threadpoolctl limits BLAS and OpenMP); 1 by default because the benchmark machine is
+shared: on 2 cores where another process holds one, every multi-threaded matrix product waits
+at its OpenMP barrier for a descheduled thread, and both libraries slow down 10-20x, by amounts
+that change from run to run. The load average before and after is recorded. Reported: per-site
+fit time and held-out accuracy, totals, the speedup (scikit-learn time / featurebias time) and
+the accuracy difference in points. Goal: ≥ 5x faster at accuracy within 0.5 point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from featurebias.probes import LinearProbe
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, median_times  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Problem sizes, solver settings and repeat counts."""
+
+    n: int = 20_000
+    d: int = 512
+    k: int = 10
+    sites: int = 8
+    rank: int = 32
+    signal: float = 0.5
+    noise: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+    test_fraction: float = 0.2
+    C: float = 1.0
+    tols: tuple[float, ...] = (1e-4, 1e-5)
+    max_iter: int = 10_000
+    repeats: int = 3
+    threads: int = 1
+    seed: int = 0
+
+
+QUICK = Config(n=600, d=16, k=3, sites=2, rank=4, noise=(0.5, 2.0), tols=(1e-4,), repeats=1)
+
+
+def make_sites(cfg: Config) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """`{site: x [n, d] float32}` and labels `[n]`: one planted signal, a map and noise per site."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    y = torch.randint(0, cfg.k, (cfg.n,), generator=g)
+    latent = cfg.signal * torch.randn(cfg.k, cfg.rank, generator=g)[y]
+    latent += torch.randn(cfg.n, cfg.rank, generator=g)
+    sites = {}
+    for i in range(cfg.sites):
+        noise = cfg.noise[i % len(cfg.noise)]
+        mixing = torch.randn(cfg.rank, cfg.d, generator=g) / cfg.rank**0.5
+        x = latent @ mixing + noise * torch.randn(cfg.n, cfg.d, generator=g)
+        scale = torch.exp(torch.randn(cfg.d, generator=g))
+        sites[f"site{i}"] = (x * scale + 3 * torch.randn(cfg.d, generator=g)).float()
+    return sites, y
+
+
+def split(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.randperm(cfg.n, generator=torch.Generator().manual_seed(cfg.seed + 1))
+    n_test = int(cfg.test_fraction * cfg.n)
+    return order[n_test:], order[:n_test]
+
+
+def run_tol(cfg: Config, tol: float, sites, y, device: str,
+            sklearn_float64: bool = False) -> tuple[list[dict], dict]:
+    """Time both libraries on every site at one `tol`; per-site rows and a summary."""
+    train, test = split(cfg)
+    data = {s: (x[train], y[train], x[test], y[test]) for s, x in sites.items()}
+    on_device = {s: tuple(t.to(device) for t in v) for s, v in data.items()}
+    numpy_data = {s: tuple((t.double() if sklearn_float64 and t.is_floating_point() else t)
+                           .numpy() for t in v) for s, v in data.items()}
+    ours: dict[str, tuple[float, LinearProbe]] = {}
+    theirs: dict[str, tuple[float, object]] = {}
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def fit_ours():
+        for s, (xtr, ytr, _, _) in on_device.items():
+            start = time.perf_counter()
+            probe = LinearProbe(cfg.C, tol=tol, max_iter=cfg.max_iter).fit(xtr, ytr)
+            sync()
+            ours[s] = (time.perf_counter() - start, probe)
+
+    def fit_theirs():
+        for s, (xtr, ytr, _, _) in numpy_data.items():
+            start = time.perf_counter()
+            model = make_pipeline(StandardScaler(), LogisticRegression(
+                C=cfg.C, tol=tol, max_iter=cfg.max_iter)).fit(xtr, ytr)
+            theirs[s] = (time.perf_counter() - start, model)
+
+    ours_s, theirs_s = median_times([fit_ours, fit_theirs], cfg.repeats)
+    rows = []
+    for i, s in enumerate(sites):
+        (t_ours, probe), (t_theirs, model) = ours[s], theirs[s]
+        acc_ours = probe.score(on_device[s][2], on_device[s][3])
+        acc_theirs = float(model.score(numpy_data[s][2], numpy_data[s][3]))
+        rows.append({"tol": tol, "site": s, "noise": cfg.noise[i % len(cfg.noise)],
+                     "featurebias_s": t_ours, "sklearn_s": t_theirs,
+                     "speedup": t_theirs / t_ours, "featurebias_accuracy": acc_ours,
+                     "sklearn_accuracy": acc_theirs,
+                     "accuracy_diff_points": 100 * (acc_ours - acc_theirs),
+                     "featurebias_n_iter": probe.n_iter_,
+                     "sklearn_n_iter": int(model[-1].n_iter_[0])})
+    diffs = [r["accuracy_diff_points"] for r in rows]
+    summary = {"tol": tol, "featurebias_total_s": ours_s, "sklearn_total_s": theirs_s,
+               "speedup": theirs_s / ours_s, "max_abs_accuracy_diff_points": max(map(abs, diffs)),
+               "mean_accuracy_diff_points": float(np.mean(diffs))}
+    return rows, summary
+
+
+def format_table(rows: list[dict], summaries: list[dict]) -> str:
+    lines = [f"{'tol':>7} {'site':<7}{'noise':>6}{'fb s':>9}{'sk s':>9}{'speedup':>9}"
+             f"{'fb acc':>9}{'sk acc':>9}{'diff pt':>9}{'fb it':>7}{'sk it':>7}"]
+    for r in rows:
+        lines.append(f"{r['tol']:>7.0e} {r['site']:<7}{r['noise']:>6.2f}{r['featurebias_s']:>9.3f}"
+                     f"{r['sklearn_s']:>9.3f}{r['speedup']:>8.2f}x"
+                     f"{r['featurebias_accuracy']:>9.4f}{r['sklearn_accuracy']:>9.4f}"
+                     f"{r['accuracy_diff_points']:>+9.2f}{r['featurebias_n_iter']:>7}"
+                     f"{r['sklearn_n_iter']:>7}")
+    for s in summaries:
+        lines.append(f"{s['tol']:>7.0e} {'total':<13}{s['featurebias_total_s']:>9.3f}"
+                     f"{s['sklearn_total_s']:>9.3f}{s['speedup']:>8.2f}x   max |diff| "
+                     f"{s['max_abs_accuracy_diff_points']:.2f} pt")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print the table, write the JSON; returns what was written."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--device", default="cpu", help="where LinearProbe fits (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both libraries")
+    parser.add_argument("--sklearn-float64", action="store_true",
+                        help="give scikit-learn float64 copies of the data")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/probes[_quick].json)")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else Config()
+    if args.threads is not None:
+        cfg = dataclasses.replace(cfg, threads=args.threads)
+    out = args.out or RESULTS / ("probes_quick.json" if args.quick else "probes.json")
+
+    torch.manual_seed(cfg.seed)
+    sites, y = make_sites(cfg)
+    rows, summaries = [], []
+    load_before = os.getloadavg()
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with threadpool_limits(cfg.threads):
+            for tol in cfg.tols:
+                tol_rows, summary = run_tol(cfg, tol, sites, y, args.device,
+                                            args.sklearn_float64)
+                rows += tol_rows
+                summaries.append(summary)
+        env = environment("scikit-learn")  # reports the thread count used
+    finally:
+        torch.set_num_threads(torch_threads)
+    result = {"config": dataclasses.asdict(cfg), "quick": args.quick,
+              "featurebias_device": args.device, "sklearn_dtype":
+              "float64" if args.sklearn_float64 else "float32", **env,
+              "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              "rows": rows, "summary": summaries}
+    print(f"n={cfg.n} d={cfg.d} k={cfg.k} sites={cfg.sites} C={cfg.C} | torch "
+          f"{result['torch']} ({args.device}), scikit-learn {result['scikit_learn']} "
+          f"({result['sklearn_dtype']}), {cfg.threads} thread(s), load "
+          f"{load_before[0]:.2f} -> {result['load_average_after'][0]:.2f}")
+    print(format_table(rows, summaries))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,183 @@
+"""Input handling shared by the probes: rows, label encoding, standardisation, scores."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _validate as check
+from ..errors import ConfigError, DTypeError, LabelError, RangeError, ShapeError
+
+# sklearn's log_loss clips probabilities the same way, so an unseen class costs ~50 bits.
+LOG_FLOOR = math.log(1e-15)
+
+
+def rows(x, name: str = "x") -> Tensor:
+    """Examples `[n, ...]` as a finite float matrix `[n, d]` (trailing dimensions flattened)."""
+    x = check.as_tensor(x, name)
+    if x.ndim < 2 or x.shape[0] < 1 or x.shape[1:].numel() < 1:
+        raise ShapeError(f"{name} must have shape [n, d] (or [n, ...]) with n, d >= 1, got "
+                         f"{tuple(x.shape)}")
+    x = x.flatten(1) if x.ndim > 2 else x
+    if not x.is_floating_point():
+        if x.is_complex():
+            raise DTypeError(f"{name} must be real-valued, got dtype {x.dtype}")
+        x = x.to(torch.get_default_dtype())
+    # Column sums by a matrix product (fast, unlike a reduction over rows): NaN and ±Inf
+    # propagate into them, so only a non-finite sum needs the exact check.
+    if not bool(torch.isfinite(_column_sums(x)).all()):
+        check.check_finite(x, name)
+    return x
+
+
+def _column_sums(x: Tensor) -> Tensor:
+    return (torch.ones(1, x.shape[0], dtype=x.dtype, device=x.device) @ x)[0]
+
+
+def label_values(y, n: int, name: str = "y") -> Tensor:
+    """Integer labels `[n]` (any ids; bools become 0/1)."""
+    y = check.as_tensor(y, name)
+    if y.dtype == torch.bool:
+        y = y.long()
+    if y.is_floating_point() or y.is_complex():
+        raise LabelError(f"{name} must hold integer class ids, got dtype {y.dtype}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ShapeError(f"{name} must have shape [n], got {tuple(y.shape)}")
+    if y.shape[0] != n:
+        raise ShapeError(f"{name} has {y.shape[0]} labels but x has {n} rows; expected one "
+                         "label per row")
+    return y.long()
+
+
+def encode(y: Tensor) -> tuple[Tensor, Tensor]:
+    """`(classes [k] sorted, ids [n] in 0..k-1)` like sklearn's LabelEncoder."""
+    classes, ids = torch.unique(y, sorted=True, return_inverse=True)
+    return classes, ids
+
+
+def fit_inputs(x, y) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate a training set: `(x [n, d] float, classes [k], ids [n])`."""
+    x = rows(x)
+    classes, ids = encode(label_values(y, x.shape[0]))
+    if len(classes) < 2:
+        raise LabelError(f"y holds one class only (id {int(classes[0])}); a probe needs at "
+                         "least two classes")
+    if is_constant(x):
+        raise RangeError(f"x is constant: all {x.shape[1]} features take one value over the "
+                         f"{x.shape[0]} rows; a probe needs at least one varying feature")
+    return x, classes, ids
+
+
+def is_constant(x: Tensor) -> bool:
+    """True when every row of `x` is the same."""
+    # A fixed projection rules out almost every non-constant x at the cost of one product.
+    probe = torch.linspace(1, 2, x.shape[1], dtype=x.dtype, device=x.device)
+    v = x @ probe
+    return bool((v == v[0]).all()) and bool((x == x[:1]).all())
+
+
+def standardize(x: Tensor, block: int = 8192) -> tuple[Tensor, Tensor, Tensor]:
+    """`((x − mean) / scale, mean, scale)` with the population std as `scale`.
+
+    Sums run as matrix products in x's dtype (row reductions are much slower on the CPU);
+    two passes, so offsets do not cancel. Constant columns are left unscaled (as sklearn's
+    StandardScaler does): they become zero.
+    """
+    n = x.shape[0]
+    mean = _column_sums(x) / n
+    z = x - mean
+    var = torch.zeros_like(mean)
+    for start in range(0, n, block):
+        var += _column_sums(z[start:start + block].square())
+    std = (var / n).sqrt()
+    scale = torch.where(std > 0, std, torch.ones_like(std))
+    return z.div_(scale), mean, scale
+
+
+def class_weights(ids: Tensor, k: int, mode) -> Tensor | None:
+    """Per-class weights: None, or `n / (k · n_c)` for `"balanced"` (sklearn's rule)."""
+    if mode is None:
+        return None
+    counts = torch.bincount(ids, minlength=k).double()
+    return ids.shape[0] / (k * counts.clamp_min(1))
+
+
+def resolve_device(device, x: Tensor) -> torch.device:
+    if device is None:
+        return x.device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device must be None, a torch.device or a name like 'cuda', "
+                          f"got {device!r}") from e
+
+
+def check_common(probe) -> None:
+    """Parameters every probe shares: dtype, class_weight, seed."""
+    check.float_dtype(probe.dtype)
+    if probe.class_weight not in (None, "balanced"):
+        raise ConfigError(f"class_weight must be None or 'balanced', got {probe.class_weight!r}")
+    if isinstance(probe.seed, bool) or not isinstance(probe.seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an int, got {probe.seed!r}")
+
+
+def grid(values, name: str, check=None) -> list[float]:
+    """A non-empty list of hyper-parameter values, each passing `check(value, name)`."""
+    try:
+        values = list(values)
+    except TypeError:
+        values = []
+    if not values:
+        raise ConfigError(f"{name} must be a non-empty sequence of values to choose from")
+    for value in values:
+        (check or positive)(value, f"every value in {name}")
+    return values
+
+
+def positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def full_log_proba(probe, x: Tensor, classes: Tensor) -> Tensor:
+    """Log-probabilities `[n, len(classes)]` of a fitted probe, in float64.
+
+    Columns follow `classes`; a class the probe never saw gets log 0 = -inf.
+    """
+    if hasattr(probe, "predict_log_proba"):
+        logp = torch.as_tensor(probe.predict_log_proba(x))
+    else:
+        logp = torch.as_tensor(probe.predict_proba(x)).log()
+    logp = logp.to(device=classes.device, dtype=torch.float64)
+    seen = probe.classes_
+    seen = (seen if isinstance(seen, Tensor) else torch.as_tensor(np.asarray(seen)))
+    seen = seen.to(device=classes.device, dtype=torch.long)
+    where = torch.searchsorted(classes, seen).clamp_max(len(classes) - 1)
+    if not bool((classes[where] == seen).all()):
+        raise LabelError("the probe predicts classes that are not in the label set")
+    out = torch.full((logp.shape[0], len(classes)), -math.inf, dtype=torch.float64,
+                     device=classes.device)
+    out[:, where] = logp
+    return out
+
+
+def scores(logp: Tensor, ids: Tensor) -> tuple[float, float]:
+    """`(accuracy, log-loss in bits)` of log-probabilities `[n, k]` for class ids `[n]`."""
+    ids = ids.to(logp.device)
+    accuracy = float((logp.argmax(1) == ids).double().mean())
+    picked = logp.gather(1, ids[:, None])[:, 0].clamp_min(LOG_FLOOR)
+    return accuracy, float(-picked.mean() / math.log(2))
+
+
+def prior_scores(train_ids: Tensor, test_ids: Tensor, k: int) -> tuple[float, float]:
+    """The chance baseline: majority class and train-fold frequencies, scored on the test ids."""
+    counts = torch.bincount(train_ids, minlength=k).double()
+    logp = (counts / counts.sum()).log().expand(len(test_ids), k)
+    return scores(logp, test_ids)

@@ -1,0 +1,114 @@
+"""`Probe`: the scikit-learn face (fit/predict/predict_proba/score) of the torch probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedKFold
+from torch import Tensor
+
+from ..errors import LabelError, NotFittedError, ShapeError
+from . import _data
+
+
+class Probe(ClassifierMixin, BaseEstimator):
+    """Base of the torch probes.
+
+    Subclasses implement `_check_params()`, `_fit(x, ids, k) -> dict` of fitted attributes
+    (nothing is set on `self` until it returns, so a failed fit changes nothing) and
+    `_log_proba(x) -> [n, k]` on `device_`. Inputs may be tensors (outputs are tensors on the
+    input's device) or arrays (outputs are numpy).
+    """
+
+    def _check_params(self) -> None:
+        _data.check_common(self)
+
+    def fit(self, x, y):
+        """Fit on examples `x [n, ...]` and integer labels `y [n]`; returns self."""
+        self._check_params()
+        x, classes, ids = _data.fit_inputs(x, y)
+        device = _data.resolve_device(self.device, x)
+        x, ids = x.to(device=device, dtype=self.dtype), ids.to(device)
+        fitted = self._fit(x, ids, len(classes))
+        fitted.update(classes_=classes.to(device), n_features_in_=x.shape[1], device_=device)
+        for stale in [a for a in vars(self) if a.endswith("_") and not a.startswith("__")]:
+            del self.__dict__[stale]  # e.g. cv_results_ of an earlier fit with C="cv"
+        self.__dict__.update(fitted)
+        return self
+
+    def _inputs(self, x) -> tuple[Tensor, object]:
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        like = x
+        x = _data.rows(x)
+        if x.shape[1] != self.n_features_in_:
+            raise ShapeError(f"x has {x.shape[1]} features but the probe was fitted on "
+                             f"{self.n_features_in_}")
+        return x.to(device=self.device_, dtype=self.dtype), like
+
+    @staticmethod
+    def _output(out: Tensor, like):
+        if isinstance(like, Tensor):
+            dtype = like.dtype if like.is_floating_point() and out.is_floating_point() else None
+            return out.to(device=like.device, dtype=dtype)
+        return out.cpu().numpy()
+
+    def predict_log_proba(self, x):
+        """Log class probabilities `[n, k]`, columns in the order of `classes_`."""
+        x, like = self._inputs(x)
+        with torch.no_grad():
+            return self._output(self._log_proba(x), like)
+
+    def predict_proba(self, x):
+        """Class probabilities `[n, k]` (rows sum to 1), columns in the order of `classes_`."""
+        x, like = self._inputs(x)
+        with torch.no_grad():
+            return self._output(self._log_proba(x).exp(), like)
+
+    def predict(self, x):
+        """The most probable class of each row, as a label from `classes_`."""
+        x, like = self._inputs(x)
+        with torch.no_grad():
+            return self._output(self.classes_[self._log_proba(x).argmax(1)], like)
+
+    def score(self, x, y, sample_weight=None) -> float:
+        """Accuracy on `(x, y)`."""
+        x_, _ = self._inputs(x)
+        y = _data.label_values(y, x_.shape[0]).to(self.device_)
+        with torch.no_grad():
+            hit = (self.classes_[self._log_proba(x_).argmax(1)] == y).double()
+        if sample_weight is None:
+            return float(hit.mean())
+        w = torch.as_tensor(np.asarray(sample_weight), dtype=torch.float64, device=hit.device)
+        return float((hit * w).sum() / w.sum())
+
+
+def cv_select(probe: Probe, name: str, grid, x: Tensor, ids: Tensor, folds: int,
+              seed: int) -> tuple[float, list[dict]]:
+    """The value of parameter `name` from `grid` with the lowest held-out log-loss.
+
+    Stratified `folds`-fold CV (seeded) on already validated `x` and class ids `ids`; returns
+    the best value and one record per value and fold.
+    """
+    counts = torch.bincount(ids)
+    folds = min(folds, int(counts.min()))
+    if folds < 2:
+        raise LabelError(f"choosing {name} by cross-validation needs at least 2 examples of "
+                         f"every class; the rarest class has {int(counts.min())}")
+    y = ids.cpu().numpy()
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y))
+    records, losses = [], []
+    for value in grid:
+        total = 0.0
+        for fold, (train, test) in enumerate(splits):
+            train = torch.as_tensor(train, device=x.device)
+            test = torch.as_tensor(test, device=x.device)
+            model = clone(probe).set_params(**{name: value}).fit(x[train], ids[train])
+            logp = _data.full_log_proba(model, x[test], torch.arange(len(counts),
+                                                                     device=x.device))
+            _, bits = _data.scores(logp, ids[test])
+            records.append({name: value, "fold": fold, "log_loss_bits": bits})
+            total += bits * len(test)
+        losses.append(total / len(y))
+    return grid[int(np.argmin(losses))], records
