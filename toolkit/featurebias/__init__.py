@@ -39,6 +39,23 @@ from .store import ActivationStore
 
 __version__ = "0.1.0"
 
+# Imported on first use: probes pull in torch.optim (seconds on a cold start), and a
+# command that only erases should not pay for it.
+_LAZY = {
+    "LinearProbe": "probes", "QuadraticProbe": "probes", "MLPProbe": "probes",
+    "probe_sites": "probes", "mdl_probe": "probes", "selectivity": "probes",
+    "variance_explained": "features", "pc_attribution": "features",
+    "unit_selectivity": "features",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'featurebias' has no attribute {name!r}")
+
 __all__ = [
     "ActivationStore", "collect", "erase_at", "fit_erasers", "list_sites", "patch_at", "resolve",
     "AlfQleaceEraser", "AlfQleaceFitter", "ConceptEraser", "ConfigError", "DTypeError",
@@ -46,5 +63,5 @@ __all__ = [
     "LabelError", "LeaceEraser", "LeaceFitter", "NonFiniteError", "NotFittedError",
     "OracleEraser", "OracleFitter", "QuadraticEditor", "QuadraticEraser", "QuadraticFitter",
     "RandomEraser", "RangeError", "ShapeError", "SiteError", "check_guardedness",
-    "__version__",
+    "__version__", *_LAZY,
 ]

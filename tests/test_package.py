@@ -1,0 +1,20 @@
+"""The top-level namespace: every advertised name resolves; heavy parts load lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import featurebias
+
+
+def test_every_exported_name_resolves():
+    for name in featurebias.__all__:
+        assert getattr(featurebias, name) is not None, name
+
+
+def test_import_does_not_load_probes_or_features():
+    code = ("import sys, featurebias; "
+            "print(any(m in sys.modules for m in ('featurebias.probes', 'featurebias.features')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
