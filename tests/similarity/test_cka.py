@@ -92,6 +92,15 @@ def test_feature_space_streams_chunks(monkeypatch):
     assert chunked == pytest.approx(whole, abs=1e-12)
 
 
+@pytest.mark.parametrize("rows", [True, False])
+def test_self_product_matches_matmul(rows):
+    a = torch.randn(37, 11, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    got, a64 = inputs.self_product(a, rows=rows), a.double()
+    expected = a64 @ a64.T if rows else a64.T @ a64
+    assert got.dtype == F64 and got.is_contiguous() and torch.equal(got, got.T)
+    assert torch.allclose(got, expected, rtol=1e-13, atol=1e-12)
+
+
 def test_float32_input_accumulates_in_float64():
     x, y = related(2000, 16, 8, seed=2)
     x = x + 100.0  # a large offset: centring in float32 would lose digits

@@ -219,11 +219,14 @@ X6 = torch.randn(6, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
     (lambda: compare_rdms(torch.ones(4, 4), rdm(X6[:4])), RangeError, "equal"),
     (lambda: rsa(X6, X6.clone().fill_(2.0), rdm_metric="euclidean"), RangeError, "constant"),
     (lambda: noise_precision(torch.ones(5, 3)), RangeError, "zero variance"),
+    (lambda: kendall_tau_a(torch.ones(3), torch.ones(4)), ShapeError, "same length"),
+    (lambda: kendall_tau_a(torch.tensor([1.0, float("nan")]), torch.ones(2)), NonFiniteError,
+     "NaN"),
 ], ids=["constant-row", "zero-row", "no-folds", "one-fold", "missing-cell", "noise-no-dof",
         "noise-shape", "folds-not-crossnobis", "labels-length", "metric", "c<3", "n-mismatch",
         "comparator", "permutations", "rdm-sizes", "vector-length", "nan-rdm", "asymmetric",
         "flat-rdm",
-        "constant-x", "residuals-constant"])
+        "constant-x", "residuals-constant", "tau-lengths", "tau-nan"])
 def test_bad_input(call, error, words):
     with pytest.raises(error, match=words) as info:
         call()

@@ -1,8 +1,10 @@
 """Centred kernel alignment: linear, RBF and debiased CKA, and CKA over minibatches (§8.1).
 
 Linear CKA with more stimuli than units is computed in feature space from the centred cross-
-products `XᵀX`, `YᵀY`, `YᵀX` (time O(n·p²), memory O(p²), rows streamed in float64 chunks);
-it never forms an n×n Gram matrix. The other cases (n ≤ p, RBF kernels) use Gram matrices.
+products `XᵀX`, `YᵀY`, `YᵀX` (time O(n·p²), memory O(p²), rows streamed in float64 chunks;
+the symmetric products by BLAS syrk on CPU): it never forms an n×n Gram matrix, and costs
+about d/n of the Gram formula's multiply-adds for d = p = q. The other cases (n ≤ p, RBF
+kernels) use Gram matrices.
 """
 
 from __future__ import annotations

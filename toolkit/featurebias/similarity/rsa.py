@@ -193,10 +193,14 @@ def _dense_ranks(v: Tensor) -> tuple[Tensor, Tensor]:
 
 def kendall_tau_a(u: Tensor, v: Tensor) -> float:
     """Kendall's τ_a = (concordant − discordant) / (q(q−1)/2) between two vectors `[q]`."""
+    u, v = check.as_tensor(u, "u").reshape(-1), check.as_tensor(v, "v").reshape(-1)
+    if u.numel() != v.numel() or u.numel() < 2:
+        raise ShapeError(f"u and v have {u.numel()} and {v.numel()} values; expected two "
+                         "vectors of the same length, at least 2")
+    check.check_finite(u, "u")
+    check.check_finite(v, "v")
     q = u.numel()
     tot = q * (q - 1) // 2
-    if tot == 0:
-        raise ShapeError("Kendall's tau needs at least 2 values")
     ru, cu = _dense_ranks(u)
     rv, cv = _dense_ranks(v)
     # Sorted by (u, v): every strict inversion of v is then a discordant pair.
