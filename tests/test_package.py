@@ -13,8 +13,17 @@ def test_every_exported_name_resolves():
         assert getattr(featurebias, name) is not None, name
 
 
+def test_lazy_names_are_the_subpackages_objects():
+    import importlib
+
+    for name, module in featurebias._LAZY.items():
+        sub = importlib.import_module(f"featurebias.{module}")
+        assert getattr(featurebias, name) is getattr(sub, name), name
+
+
 def test_import_does_not_load_probes_or_features():
     code = ("import sys, featurebias; "
-            "print(any(m in sys.modules for m in ('featurebias.probes', 'featurebias.features')))")
+            "print(any(m in sys.modules for m in ('featurebias.probes', 'featurebias.features', "
+            "'featurebias.similarity')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

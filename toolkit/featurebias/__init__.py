@@ -46,6 +46,9 @@ _LAZY = {
     "probe_sites": "probes", "mdl_probe": "probes", "selectivity": "probes",
     "variance_explained": "features", "pc_attribution": "features",
     "unit_selectivity": "features",
+    "cka": "similarity", "MinibatchCKA": "similarity", "rdm": "similarity", "rsa": "similarity",
+    "cca": "similarity", "svcca": "similarity", "pwcca": "similarity",
+    "procrustes": "similarity", "mutual_knn": "similarity", "similarity_matrix": "similarity",
 }
 
 
