@@ -10,6 +10,8 @@ compare curves; `sweep` runs a grid of jobs, optionally in parallel processes.
 
 from ._spacing import checkpoint_steps, log_spaced
 from .config import TrainConfig
+from .kernels import KernelLogger, kernel_alignment, kernel_distance, kernel_velocity
+from .linearised import Linearised, LinearisedTrainer
 from .loop import TrainResult, TrainState, learning_rate, train
 from .mdl import MdlResult, prequential_code, prequential_mdl
 from .metrics import (
@@ -19,6 +21,7 @@ from .metrics import (
     difference_in_differences,
     steps_to_threshold,
 )
+from .ntk import empirical_ntk
 from .sweep import JobError, sweep
 
 __all__ = [
@@ -26,4 +29,6 @@ __all__ = [
     "TrainState", "area_under_curve", "checkpoint_steps", "difference_in_differences",
     "learning_rate", "log_spaced", "prequential_code", "prequential_mdl", "steps_to_threshold",
     "sweep", "train",
+    "KernelLogger", "Linearised", "LinearisedTrainer", "empirical_ntk", "kernel_alignment",
+    "kernel_distance", "kernel_velocity",
 ]
