@@ -13,6 +13,7 @@ from featurebias.erasure.linalg import (
     ot_map,
     psd_roots,
     psd_sqrt,
+    symmetric_product,
     w2_squared,
 )
 
@@ -345,3 +346,14 @@ def test_barycenter_maps_push_each_class_onto_barycenter(k, d):
         torch.linalg.cholesky(a)
         assert_close(a @ t(covs[c]) @ a, bary, 1e-8)
         assert_close(a, ot_map(t(covs[c]), bary), 1e-8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows", [False, True])
+def test_symmetric_product_equals_the_general_product(dtype, rows):
+    a = torch.randn(37, 11, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    expected = a @ a.T if rows else a.T @ a
+    got = symmetric_product(a, rows=rows)
+    assert got.dtype == dtype and got.shape == expected.shape
+    torch.testing.assert_close(got, expected)
+    assert torch.equal(got, got.T)

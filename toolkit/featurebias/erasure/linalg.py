@@ -18,6 +18,26 @@ def sym(a: Tensor) -> Tensor:
     return (a + a.mT) / 2
 
 
+def symmetric_product(a: Tensor, *, rows: bool = False) -> Tensor:
+    """The symmetric product `aᵀ a` (or `a aᵀ` with `rows`), in `a`'s dtype.
+
+    On CPU, float64 goes to BLAS dsyrk, which computes one triangle: half the multiply-adds
+    of the general product torch would run (torch exposes no syrk). Float32 stays with torch:
+    its sgemm is about as fast as OpenBLAS's ssyrk. Elsewhere, and for tensors that need
+    gradients, it is a plain matmul.
+    """
+    if a.device.type != "cpu" or a.requires_grad or a.dtype != torch.float64:
+        return a @ a.T if rows else a.T @ a
+    from scipy.linalg import blas  # imported here: only this CPU path needs scipy
+
+    fortran = a.contiguous().numpy().T  # a Fortran-ordered view of aᵀ, so BLAS copies nothing
+    # f2py zero-fills the output it allocates, so the other triangle is exactly 0.
+    upper = torch.from_numpy(blas.dsyrk(1.0, fortran, trans=1 if rows else 0))
+    full = upper.T + upper  # upper is Fortran-ordered: its transpose first gives a C-order sum
+    full.diagonal().copy_(upper.diagonal())
+    return full
+
+
 def psd_eigh(a: Tensor, rtol: float | None = None,
              atol: Tensor | float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """Eigen-decomposition of a PSD matrix: clamped eigenvalues, vectors, and support mask.

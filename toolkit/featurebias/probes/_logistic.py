@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..erasure.linalg import symmetric_product
+
 # Probabilities below this only feed denormal floats to the gradient product (x86 slows
 # down ~100x on those); dropping them changes the gradient by less than 1e-30.
 TINY_PROBABILITY = 1e-30
@@ -50,16 +52,18 @@ def loss_and_grad(x: Tensor, ids: Tensor, scale: Tensor, w: Tensor,
     return loss, dz.T @ x, dz.sum(0)
 
 
-def preconditioner(x: Tensor, scale: Tensor, l2: float) -> Tensor:
-    """`P` with `P Pᵀ = (Σ_i s_i x_i x_iᵀ + l2·I)⁻¹`: the inverse of the objective's curvature
+def preconditioner(x: Tensor, l2: float) -> Tensor:
+    """`P` with `P Pᵀ = (xᵀx / n + l2·I)⁻¹`: the inverse of the objective's curvature
     with the softmax factor replaced by one.
 
     L-BFGS on `W = V Pᵀ` sees a Hessian near the identity instead of one as ill-conditioned
     as the features' covariance; on correlated activations that halves to thirds the number
     of passes over the data, for the price of one `d×d` product and a Cholesky factor.
     """
-    d = x.shape[1]
-    gram = torch.mm((x * scale[:, None]).T, x).double()
+    # Unweighted: class weights barely change the curvature's shape, and the preconditioner
+    # only has to be close (it does not change the minimiser).
+    n, d = x.shape
+    gram = symmetric_product(x).double() / n
     gram.diagonal().add_(l2)
     chol = torch.linalg.cholesky(gram)
     eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
@@ -85,7 +89,7 @@ def fit_logistic(x: Tensor, ids: Tensor, k: int, C: float, *, class_weight: Tens
     scale = sample_w / total
     # The optimiser's variable is V with W = V Pᵀ (P = I without preconditioning); W = 0 at
     # the start either way, and the stopping test below is on W's gradient, as sklearn's.
-    p = preconditioner(x, scale, l2) if precondition else None
+    p = preconditioner(x, l2) if precondition else None
     v = torch.zeros(outputs, d, dtype=x.dtype, device=x.device, requires_grad=True)
     b = torch.zeros(outputs, dtype=x.dtype, device=x.device, requires_grad=True)
     eps = torch.finfo(x.dtype).eps

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from scipy.linalg import blas
 from torch import Tensor
 
 from .. import _validate as check
+from ..erasure.linalg import symmetric_product
 from ..errors import ConfigError, DTypeError, LabelError, RangeError, ShapeError
 
 F64 = torch.float64
@@ -63,20 +63,8 @@ def centred(x: Tensor) -> Tensor:
 
 
 def self_product(a: Tensor, *, rows: bool) -> Tensor:
-    """The symmetric float64 product `a @ aᵀ` (`rows`) or `aᵀ @ a`.
-
-    On CPU it calls BLAS syrk, which computes one triangle: half the multiply-adds of the
-    general product torch would run (torch exposes no syrk). Elsewhere it is a plain matmul.
-    """
-    a = a.to(F64)
-    if a.device.type != "cpu" or a.requires_grad:
-        return a @ a.T if rows else a.T @ a
-    fortran = a.contiguous().numpy().T  # a Fortran-ordered view of aᵀ, so BLAS copies nothing
-    # f2py zero-fills the output it allocates, so the other triangle is exactly 0.
-    upper = torch.from_numpy(blas.dsyrk(1.0, fortran, trans=1 if rows else 0))
-    full = upper.T + upper  # upper is Fortran-ordered: its transpose first gives a C-order sum
-    full.diagonal().copy_(upper.diagonal())
-    return full
+    """The symmetric float64 product `a @ aᵀ` (`rows`) or `aᵀ @ a` (syrk on CPU)."""
+    return symmetric_product(a.to(F64), rows=rows)
 
 
 def chunk_rows(*widths: int) -> int:
