@@ -38,7 +38,9 @@ class _ArraysOnly(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only: a CIFAR batch needs nothing else, and
     refusing every other global keeps a tampered file from running code."""
 
-    allowed = {("numpy", "ndarray"), ("numpy", "dtype")} | {
+    # `_codecs.encode` only turns a str into bytes: protocol-2 pickles written by Python 3
+    # store bytes that way.
+    allowed = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
         (module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
         for name in ("_reconstruct", "scalar")}
 
