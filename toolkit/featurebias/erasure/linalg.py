@@ -27,7 +27,7 @@ def symmetric_product(a: Tensor, *, rows: bool = False) -> Tensor:
     gradients, it is a plain matmul.
     """
     if a.device.type != "cpu" or a.requires_grad or a.dtype != torch.float64:
-        return a @ a.T if rows else a.T @ a
+        return sym(a @ a.T if rows else a.T @ a)  # exactly symmetric, as syrk's is
     from scipy.linalg import blas  # imported here: only this CPU path needs scipy
 
     fortran = a.contiguous().numpy().T  # a Fortran-ordered view of aᵀ, so BLAS copies nothing
