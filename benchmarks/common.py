@@ -37,5 +37,5 @@ def environment(*packages: str) -> dict:
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

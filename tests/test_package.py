@@ -27,3 +27,16 @@ def test_import_does_not_load_probes_or_features():
             "'featurebias.similarity')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pyproject_lists_every_subpackage():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    on_disk = {".".join(p.parent.relative_to(root / "toolkit").parts)
+               for p in (root / "toolkit").rglob("__init__.py")} | {"featurebias.analyses"}
+    assert listed == on_disk
+    assert (root / "analyses" / "__init__.py").exists()

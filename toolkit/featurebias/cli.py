@@ -1,61 +1,106 @@
-"""The `featurebias` command."""
+"""The `featurebias` command: the demo, the papers' analyses, and a model's sites."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
 from .errors import FeatureBiasError
 
+MODELS = ("mlp", "resmlp", "lenet", "small_cnn", "small_resnet", "tiny_transformer", "tiny_gpt2")
+MODEL_DEFAULTS = {"mlp": {"in_dim": 16}, "resmlp": {"in_dim": 16}}  # the required arguments
 
-def demo(args: argparse.Namespace) -> None:
-    """Erase the digit class from scikit-learn's digits and show what probes still find."""
-    import pandas as pd
-    import torch
-    from sklearn.datasets import load_digits
 
-    from .erasure import (
-        AlfQleaceEraser,
-        IdentityEraser,
-        LeaceEraser,
-        QuadraticEraser,
-        check_guardedness,
-    )
+def run_analysis(name: str, args: argparse.Namespace) -> Path:
+    """Run analysis `name` with the command line's config; returns the report's path."""
+    from featurebias.analyses import _config, _report, get
 
-    digits = load_digits()
-    x = torch.tensor(digits.data / 16.0)
-    z = torch.tensor(digits.target)
-    print(f"digits: {x.shape[0]} images, d = {x.shape[1]}, k = {int(z.max()) + 1} classes\n")
-    # Shrinkage for the quadratic methods: the digits' class covariances are singular.
-    erased = {
-        "none": IdentityEraser()(x),
-        "LEACE": LeaceEraser.fit(x, z)(x),
-        "QLEACE": QuadraticEraser.fit(x, z, shrinkage=True)(x, z),
-        "ALF-QLEACE": AlfQleaceEraser.fit(x, z, shrinkage=True)(x),
-    }
-    rows = []
-    for name, data in erased.items():
-        report = check_guardedness(data, z, cv=args.folds, seed=args.seed)
-        frame = report.to_frame().assign(eraser=name)
-        rows.append(frame)
-        print(f"  {name:<11} linear probe {report.linear_accuracy:6.1%}   "
-              f"quadratic probe {report.quadratic_accuracy:6.1%}   "
-              f"(prior {report.prior_accuracy:.1%})")
-    table = pd.concat(rows, ignore_index=True)[["eraser", "probe", "accuracy", "log_loss_bits"]]
-    print("\nHeld-out probe scores (log-loss in bits):")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    module = get(name)
+    config = _config.load_config(module.Config, args.config, args.set)
+    out = _report.writable_folder(args.out or Path("runs") / name)  # fail before the work
+    start = time.perf_counter()
+    report = module.run(config, progress=not args.no_progress)
+    report.config = _config.as_dict(config)
+    path = report.write(out)
+    print(f"\n{report.title}: finished in {time.perf_counter() - start:.0f} s")
+    print(f"  report  {path}")
+    print(f"  figures {out / 'figures'} ({len(report.figures)})")
+    print(f"  tables  {out / 'tables'} ({len(report.tables)})")
+    return path
+
+
+def sites(args: argparse.Namespace) -> None:
+    """Print the site names of one of the toolkit's models, built at default sizes."""
+    from . import models
+    from .errors import ConfigError
+    from .sites import list_sites
+
+    if args.model not in MODELS:
+        raise ConfigError(f"unknown model {args.model!r}; expected one of {list(MODELS)}")
+    kwargs = {**MODEL_DEFAULTS.get(args.model, {}), **_keywords(args.set)}
+    try:
+        model = getattr(models, args.model)(**kwargs)
+    except TypeError as e:  # a misspelt or missing constructor argument
+        raise ConfigError(f"cannot build {args.model} with {kwargs}: {e}") from e
+    print("\n".join(list_sites(model)))
+
+
+def _keywords(items: list[str]) -> dict:
+    """`["width=32", "activation=gelu"]` as keyword arguments (Python literals or strings)."""
+    import ast
+
+    from .errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"argument {item!r} must look like key=value")
+        try:
+            out[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = text.strip()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    from featurebias.analyses import ANALYSES
+
     parser = argparse.ArgumentParser(prog="featurebias", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("demo", help="erase a concept from digits and probe what is left")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=demo)
+
+    def with_run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help="TOML or JSON file of config values")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config value (repeatable)")
+        p.add_argument("--out", type=Path, help="output folder")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    listing = "\n".join(f"  {k:<24} {v}" for k, v in ANALYSES.items())
+    p = commands.add_parser("demo", help=ANALYSES["demo"])
+    with_run_options(p)
+    p.set_defaults(go=lambda a: run_analysis("demo", a))
+
+    p = commands.add_parser("run", help="run one analysis", description=f"analyses:\n{listing}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("analysis", help="one of: " + ", ".join(ANALYSES))
+    with_run_options(p)
+    p.set_defaults(go=lambda a: run_analysis(a.analysis, a))
+
+    p = commands.add_parser("list", help="list the analyses")
+    p.set_defaults(go=lambda a: print(listing))
+
+    p = commands.add_parser("sites", help="list the sites of one of the toolkit's models")
+    p.add_argument("model", help="one of: " + ", ".join(MODELS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model constructor argument (repeatable)")
+    p.set_defaults(go=sites)
+
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        args.go(args)
     except FeatureBiasError as e:
         print(f"featurebias: error: {e}", file=sys.stderr)
         return 2
