@@ -123,6 +123,9 @@ def test_iterative_is_applied_to_whole_splits():
     # the transform only augments: the split is already erased
     assert torch.equal(erased.transform(x, y)[0], x)
     assert erased.info["train_erased"]
+    # a fitted iterative eraser passed in is treated the same way
+    again = erase_dataset(pair, erased.eraser, augment=lambda x, y: (x, y))
+    assert torch.allclose(again.train[0], x, atol=1e-6) and again.info["train_erased"]
 
 
 def test_multi_feature_task_needs_a_column():

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import _validate as check
+from ..erasure import IterativeEraser
 from ..errors import ConfigError, LabelError, ShapeError
 from .augment import make_augment
 from .base import SPLITS, TaskData
@@ -82,8 +83,8 @@ def erase_dataset(data: TaskData | Pair, eraser_or_method, *, feature: str | int
             training pair `(x, y)` (val and test are then empty).
         eraser_or_method: a fitted eraser acting on flattened inputs `[n, d]`, or a method:
             `"leace"`, `"orth"`, `"oracle"`, `"qleace"`, `"alf-qleace"`, `"iterative"`,
-            `"random"` (rank `fit_kwargs["rank"]`, default k − 1, the
-            rank LEACE removes) or `"identity"` (alias `"none"`, `"control"`).
+            `"random"` (rank `fit_kwargs["rank"]`, default k − 1: the rank LEACE removes) or
+            `"identity"` (alias `"none"`, `"control"`).
         feature: the target column to erase when y has several (name or index).
         augment: None, `"crop_flip"`, `"crop"`, `"translate"` (see `make_augment`), or a
             callable `(x, y) -> (x, y)` applied to each training batch before erasure.
@@ -119,7 +120,7 @@ def erase_dataset(data: TaskData | Pair, eraser_or_method, *, feature: str | int
         if width is not None and width != d:
             raise ShapeError(f"the eraser acts on {width} features but the images flatten to "
                              f"{d}; expected an eraser fitted on flattened images")
-    whole = method in WHOLE_SPLIT
+    whole = method in WHOLE_SPLIT or isinstance(eraser, IterativeEraser)
     aug = make_augment(augment, seed)
     out = {}
     for name, (xs, ys) in splits.items():
@@ -143,7 +144,7 @@ def apply(eraser, x: Tensor, z: Tensor | None) -> Tensor:
 
 def _erase_split(eraser, x: Tensor, z: Tensor) -> Tensor:
     # Whole splits are erased in float64 (as the statistics are), then cast back.
-    return apply(eraser, x.double(), z).to(x.dtype)
+    return apply(_to(eraser, x.device), x.double(), z.to(x.device)).to(x.dtype)
 
 
 def _to(eraser, device):

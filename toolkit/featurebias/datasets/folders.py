@@ -212,8 +212,8 @@ def _extract(archive: Path, root: Path) -> None:
         base = root.resolve()
         for member in tar.getmembers():
             target = (root / member.name).resolve()
-            if base not in target.parents and target != base or not (
-                    member.isfile() or member.isdir()):
+            outside = base not in target.parents and target != base
+            if outside or not (member.isfile() or member.isdir()):
                 raise FormatError(f"{archive} holds an unsafe member {member.name!r}")
         tar.extractall(root)  # noqa: S202 (members checked above)
 
