@@ -41,19 +41,19 @@ def sequence_task(features: Sequence[FeatureSpec] = DEFAULT_FEATURES, *, distrac
         `TrainConfig(loss_start=...)`), `features`, ... as in `synthetic_task`.
     """
     plan = _plan(features, distractors, sizes, prevalence_mode, curriculum, seed)
-    specs = plan["specs"]
+    specs = plan.specs
     perm = _permutation(order, [s.name for s in specs])
-    d, f = plan["total"], len(specs)
+    d, f = plan.input_dim, len(specs)
     splits = {}
     for index, name in enumerate(SPLITS):
-        bits, y = sample(plan, index, plan["sizes"][index], training=name == "train")
+        bits, y = sample(plan, index, plan.sizes[index], training=name == "train")
         outputs = y[:, perm]
         sep = torch.full((bits.shape[0], 1), SEP, dtype=torch.long)
         tokens = torch.cat([bits, sep, outputs], 1)
         targets = torch.full((bits.shape[0], d + f), IGNORE, dtype=torch.long)
         targets[:, d:] = outputs
         splits[name] = (tokens[:, :-1], targets)
-    info = dict(plan["info"])
+    info = dict(plan.info)
     info.update(format="sequence", vocab_size=VOCAB_SIZE, sep_token=SEP, sep_position=d,
                 output_positions=tuple(range(d, d + f)), order=tuple(perm),
                 loss_start=tuple(info["loss_start"][j] for j in perm))

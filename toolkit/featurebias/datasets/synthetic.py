@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 
@@ -54,13 +55,29 @@ def synthetic_task(features: Sequence[FeatureSpec] = DEFAULT_FEATURES, *, distra
     plan = _plan(features, distractors, sizes, prevalence_mode, curriculum, seed)
     splits = {}
     for index, name in enumerate(SPLITS):
-        bits, y = sample(plan, index, plan["sizes"][index], training=name == "train")
+        bits, y = sample(plan, index, plan.sizes[index], training=name == "train")
         splits[name] = (2 * bits.float() - 1, y)
-    return TaskData(**splits, num_classes=(2,) * len(plan["specs"]),
-                    feature_names=tuple(s.name for s in plan["specs"]), info=plan["info"])
+    return TaskData(**splits, num_classes=(2,) * len(plan.specs),
+                    feature_names=tuple(s.name for s in plan.specs), info=plan.info)
 
 
-def _plan(features, distractors, sizes, prevalence_mode, curriculum, seed) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A validated synthetic task: everything except the random draws of its splits."""
+
+    specs: tuple[FeatureSpec, ...]
+    groups: list[tuple[int, ...]]
+    tables: list[Tensor]
+    fixed: list[int | None]
+    """Per feature, the code of its fixed pattern under `"variation"` (else None)."""
+    input_dim: int
+    sizes: tuple[int, ...]
+    mode: str
+    seed: int
+    info: dict
+
+
+def _plan(features, distractors, sizes, prevalence_mode, curriculum, seed) -> Plan:
     """Validate the options; fix groups, truth tables and fixed patterns (no data drawn yet)."""
     specs = tuple(features)
     if not specs or not all(isinstance(s, FeatureSpec) for s in specs):
@@ -99,9 +116,7 @@ def _plan(features, distractors, sizes, prevalence_mode, curriculum, seed) -> di
         "loss_start": starts,
         "seed": seed,
     }
-    return {"specs": specs, "groups": groups, "tables": tables, "fixed": fixed,
-            "free": free, "total": total, "sizes": sizes, "mode": prevalence_mode,
-            "seed": seed, "info": info}
+    return Plan(specs, groups, tables, fixed, total, sizes, prevalence_mode, seed, info)
 
 
 def _loss_start(curriculum: Curriculum, names: list[str]) -> tuple[int, ...]:
@@ -142,12 +157,12 @@ def _draw_codes(table: Tensor, n: int, p: float, gen: torch.Generator) -> Tensor
     return torch.where(value, pick1, pick0)
 
 
-def sample(plan: dict, split: int, n: int, *, training: bool) -> tuple[Tensor, Tensor]:
+def sample(plan: Plan, split: int, n: int, *, training: bool) -> tuple[Tensor, Tensor]:
     """Bits `[n, D]` int64 and targets `[n, F]` int64 of one split (`split` names its streams)."""
-    seed, mode = plan["seed"], plan["mode"]
-    bits = torch.randint(0, 2, (n, plan["total"]), generator=generator(seed, split, 1))
-    y = torch.empty(n, len(plan["specs"]), dtype=torch.long)
-    for j, (spec, group, table) in enumerate(zip(plan["specs"], plan["groups"], plan["tables"],
+    seed, mode = plan.seed, plan.mode
+    bits = torch.randint(0, 2, (n, plan.input_dim), generator=generator(seed, split, 1))
+    y = torch.empty(n, len(plan.specs), dtype=torch.long)
+    for j, (spec, group, table) in enumerate(zip(plan.specs, plan.groups, plan.tables,
                                                  strict=True)):
         gen = generator(seed, split, 0, j)
         skew = spec.prevalence if training else None
@@ -157,7 +172,7 @@ def sample(plan: dict, split: int, n: int, *, training: bool) -> tuple[Tensor, T
             codes = _draw_codes(table, n, 0.5, gen)
             if skew is not None:
                 vary = torch.rand(n, generator=gen) < skew
-                codes = torch.where(vary, codes, plan["fixed"][j])
+                codes = torch.where(vary, codes, plan.fixed[j])
         shifts = torch.arange(spec.group_size - 1, -1, -1)
         bits[:, list(group)] = (codes[:, None] >> shifts) & 1
         y[:, j] = table[codes]
