@@ -12,16 +12,19 @@ from featurebias.plots import palette
 
 
 def data_lines(ax: Axes, dashed: bool = False) -> list[Line2D]:
-    """Lines with data (seaborn also parks empty legend proxies among the Axes' lines)."""
+    """Solid (or dashed) lines with data; seaborn also parks empty legend proxies among the
+    Axes' lines, and error bar caps are lines without a line style."""
     return [line for line in ax.lines if len(line.get_xdata())
-            and (line.get_linestyle() == "--") == dashed]
+            and line.get_linestyle() == ("--" if dashed else "-")]
 
 
 def lines_by_name(ax: Axes, names, kind: str = "feature") -> dict[str, Line2D]:
-    """The solid data line drawn in each name's palette colour."""
+    """The solid data line drawn in each name's palette colour (others, e.g. a black
+    reference line, are left out)."""
     colours = {to_hex(c): n for n, c in palette(names, kind).items()}
-    found = {colours[to_hex(line.get_color())]: line for line in data_lines(ax)}
-    assert len(found) == len(data_lines(ax)), "two lines share a colour"
+    mine = [line for line in data_lines(ax) if to_hex(line.get_color()) in colours]
+    found = {colours[to_hex(line.get_color())]: line for line in mine}
+    assert len(found) == len(mine), "two lines share a colour"
     return found
 
 

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image
+from scipy.stats import bootstrap
 
 import featurebias
 from featurebias.errors import ConfigError, DTypeError, ShapeError
 from featurebias.plots import palette, representation_bias, reset_palette, save, set_palette
 from featurebias.plots._palette import FIXED
-from featurebias.plots._style import check_repeats, require
+from featurebias.plots._style import check_repeats, ci95, require
 
 from . import frames
 
@@ -95,6 +96,21 @@ def test_repeated_rows_name_the_column_that_tells_them_apart():
     with pytest.raises(ConfigError, match=r"\['step'\].*\['feature'\]"):
         check_repeats(df, ["step"], "plot")
     check_repeats(df, ["step", "feature"], "plot")  # no repeats: nothing raised
+
+
+@pytest.mark.parametrize("n", [3, 8, 30])
+def test_ci_agrees_with_scipys_percentile_bootstrap(n):
+    x = np.random.default_rng(n).normal(size=n)
+    lo, hi = ci95(x)
+    ref = bootstrap((x,), np.mean, n_resamples=20000, method="percentile",
+                    rng=np.random.default_rng(1)).confidence_interval
+    width = ref.high - ref.low
+    assert lo < x.mean() < hi
+    assert lo == pytest.approx(ref.low, abs=0.1 * width)
+    assert hi == pytest.approx(ref.high, abs=0.1 * width)
+    assert ci95(x) == (lo, hi)  # seeded: the same band every time
+    assert ci95(np.r_[x, np.nan]) == (lo, hi)
+    assert ci95([2.5]) == (2.5, 2.5)
 
 
 def _top_level_imports(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 
 from ._palette import Colour
-from ._style import BOOT_SEED, categorical_x
+from ._style import categorical_x
 
 DEFAULT_COLOUR = "#0173b2"
 
@@ -34,7 +34,7 @@ def lines(ax: Axes, data: pd.DataFrame, *, x: str, y: str, hue: str | None = Non
     elif colours is not None:
         extra["palette"] = dict(colours)
     sns.lineplot(data=data, x=column, y=y, hue=hue, hue_order=hue_order, style=style,
-                 dashes=False, markersize=5, errorbar=errorbar, seed=BOOT_SEED,
+                 dashes=False, markersize=5, errorbar=errorbar,
                  legend="auto" if legend else False, ax=ax, **extra)
     if categories is not None:
         categorical_x(ax, categories)

@@ -78,7 +78,7 @@ def learning_curves(frame: pd.DataFrame, y: str = "loss", *, hue: str | None = "
                 extra.update(style=style, dashes={s: _DASHES.get(s, (2, 2))
                                                   for s in part[style].unique()})
             sns.lineplot(data=part, x="step", y=y, hue=hue, errorbar=errorbar,
-                         seed=st.BOOT_SEED, ax=axis, legend="auto" if legend else False,
+                         ax=axis, legend="auto" if legend else False,
                          linewidth=1.5, **extra)
             if log_x:
                 st.log_x(axis, part["step"])
@@ -124,9 +124,11 @@ def mdl_bars(frame: pd.DataFrame, *, x: str = "arch", hue: str | None = "eraser"
     with sns.axes_style("whitegrid"):
         width = max(4.5, 0.5 * len(xs) * max(1, len(hues)) + 2.0) + 1.5 * legend
         fig, axis = st.single(ax, what, (width, 3.6))
+        # saturation=1: the bars keep the exact palette colours the lines use elsewhere.
         sns.barplot(df, x=x, y=value, hue=hue, order=xs, errorbar=st.CI if st.repeats(df, keys)
-                    else None, seed=st.BOOT_SEED, capsize=0.1, err_kws={"linewidth": 1.2},
-                    legend="auto" if legend else False, ax=axis, **extra)
+                    else None, capsize=0.1, saturation=1.0,
+                    err_kws={"linewidth": 1.2}, legend="auto" if legend else False, ax=axis,
+                    **extra)
         if uniform is not None:
             axis.axhline(uniform, linestyle="--", color=FIXED["chance"], linewidth=1.2,
                          label="uniform code")

@@ -109,7 +109,7 @@ def kernel_distance_plot(frame: pd.DataFrame, *, y: str = "kernel_distance",
         fig, axis = st.single(ax, what, (5.0 + 1.5 * (legend and hue is not None), 3.6))
         extra = {"palette": colours, "hue_order": hues} if hue else {"color": "#0173b2"}
         sns.lineplot(data=df, x="step", y=y, hue=hue, errorbar=st.CI if st.repeats(df, keys)
-                     else None, seed=st.BOOT_SEED, legend="auto" if legend else False,
+                     else None, legend="auto" if legend else False,
                      linewidth=1.5, ax=axis, **extra)
         if log_x:
             st.log_x(axis, df["step"])

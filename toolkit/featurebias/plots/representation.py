@@ -75,8 +75,8 @@ def representation_bias(frame: pd.DataFrame, *, by: str = "site", measure: str =
                       colours=colours, categories=names, errorbar=errorbar, legend=legend)
             else:
                 sns.barplot(df, x="site", y="value", hue="feature", order=names, hue_order=feats,
-                            palette=colours, errorbar=errorbar, seed=st.BOOT_SEED, ax=axis,
-                            legend="auto" if legend else False)
+                            palette=colours, errorbar=errorbar, ax=axis,
+                            saturation=1.0, legend="auto" if legend else False)
                 st.rotate(axis, names)
         else:
             fig, axes = st.panels(ax, len(names), what)

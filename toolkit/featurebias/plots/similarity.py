@@ -64,13 +64,13 @@ def similarity_heatmap(frame: pd.DataFrame, *, measure: str | None = None,
     st.check_repeats(df, ["x", "y", *(["seed"] if "seed" in df.columns else [])], what)
     grid = (df.groupby(["x", "y"], sort=False)["value"].mean().unstack("y")
             .reindex(index=rows, columns=cols).astype(float))
-    lo, hi, palette, centre = _scale(name, grid.to_numpy())
+    lo, hi, palette = _scale(name, grid.to_numpy())
     annot = max(len(rows), len(cols)) <= 12 if annot is None else bool(annot)
     side = float(np.clip(0.55 * max(len(rows), len(cols)) + 2.5, 4.0, 12.0))
     with sns.axes_style("white"):
         fig, axis = st.single(ax, what, (side + 1.0, side))
         sns.heatmap(grid, ax=axis, vmin=lo if vmin is None else vmin,
-                    vmax=hi if vmax is None else vmax, cmap=cmap or palette, center=centre,
+                    vmax=hi if vmax is None else vmax, cmap=cmap or palette,
                     annot=annot, fmt=fmt, square=True, linewidths=0.5, linecolor="white",
                     annot_kws={"fontsize": "small"},
                     cbar_kws={"label": MEASURE_LABELS.get(name, st.label(name)), "shrink": 0.8})
@@ -82,13 +82,12 @@ def similarity_heatmap(frame: pd.DataFrame, *, measure: str | None = None,
     return st.finish(fig, [axis], title, path, dpi)
 
 
-def _scale(name: str, values: np.ndarray) -> tuple[float | None, float | None, str,
-                                                    float | None]:
-    """(vmin, vmax, cmap, center) for a measure's default colour scale."""
+def _scale(name: str, values: np.ndarray) -> tuple[float | None, float | None, str]:
+    """(vmin, vmax, cmap) for a measure's default colour scale."""
     if name in _UNIT:
-        return 0.0, 1.0, "viridis", None
-    if name in _SIGNED:
-        return -1.0, 1.0, "vlag", 0.0
+        return 0.0, 1.0, "viridis"
+    if name in _SIGNED:  # symmetric limits centre the diverging map on 0
+        return -1.0, 1.0, "vlag"
     finite = values[np.isfinite(values)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
-    return lo, hi, "viridis_r" if name in _DISTANCE else "viridis", None
+    return lo, hi, "viridis_r" if name in _DISTANCE else "viridis"
