@@ -102,12 +102,13 @@ def test_rejects_non_frames_and_empty_frames(name):
 
 
 @pytest.mark.parametrize("bad", [{"dpi": 0}, {"dpi": True}, {"path": 3}, {"path": ""},
-                                 {"ax": "not an axes"}])
-def test_bad_output_options_fail_before_drawing(bad, tmp_path):
+                                 {"path": "figure.v2"}, {"ax": "not an axes"}])
+def test_bad_output_options_fail_before_drawing(bad, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative path that slipped through would land here
     open_before = plt.get_fignums()
     with pytest.raises(ConfigError):
         mdl_bars(frames.mdl(), **bad)
-    assert plt.get_fignums() == open_before
+    assert plt.get_fignums() == open_before and not list(tmp_path.iterdir())
 
 
 def test_a_call_failing_mid_drawing_closes_the_figure_it_opened(monkeypatch):

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure, SubFigure
 
 from ..errors import ConfigError, DTypeError, ShapeError
@@ -62,8 +63,11 @@ def ci95(values) -> tuple[float, float]:
     x = x[~np.isnan(x)]
     if x.size == 0:
         return math.nan, math.nan
-    rows = np.random.default_rng(BOOT_SEED).integers(0, x.size, (N_BOOT, x.size))
-    lo, hi = np.percentile(x[rows].mean(axis=1), [2.5, 97.5])
+    rng = np.random.default_rng(BOOT_SEED)
+    chunk = max(1, (1 << 22) // x.size)  # bounds the resample matrix to ~32 MB for big groups
+    means = np.concatenate([x[rng.integers(0, x.size, (min(chunk, N_BOOT - i), x.size))]
+                            .mean(axis=1) for i in range(0, N_BOOT, chunk)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
 
 
@@ -252,10 +256,9 @@ def guarded(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         name = fn.__name__
+        check_dpi(kwargs.get("dpi", DPI))
         if kwargs.get("path") is not None:
-            check_output(kwargs["path"], kwargs.get("dpi", DPI))
-        elif "dpi" in kwargs:
-            check_output("unused.png", kwargs["dpi"])
+            check_path(kwargs["path"])
         ax = kwargs.get("ax")
         if ax is not None and not isinstance(ax, Axes):
             raise ConfigError(f"{name}: ax must be a matplotlib Axes, got {type(ax).__name__}")
@@ -270,13 +273,24 @@ def guarded(fn: Callable) -> Callable:
     return wrapper
 
 
-def check_output(path, dpi) -> Path:
+def check_dpi(dpi) -> float:
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 0 < dpi < 2000:
         raise ConfigError(f"dpi must be a number in (0, 2000), got {dpi!r}")
+    return dpi
+
+
+def check_path(path) -> Path:
+    """`path` as a Path with a format suffix matplotlib can write (`.png` added when none)."""
     if not isinstance(path, (str, Path)) or not str(path):
         raise ConfigError(f"path must be a file name (str or Path), got {path!r}")
     path = Path(path)
-    return path if path.suffix else path.with_suffix(".png")
+    if not path.suffix:
+        return path.with_suffix(".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ConfigError(f"path {str(path)!r} has suffix {path.suffix!r}; expected one of "
+                          f"{sorted('.' + f for f in formats)} or none (PNG)")
+    return path
 
 
 def finish(fig: Figure, axes: Sequence[Axes], title: str | None, path, dpi: float) -> Figure:
@@ -299,7 +313,8 @@ def save(fig: Figure, path, dpi: float = DPI) -> Path:
     """
     if not isinstance(fig, Figure):
         raise ConfigError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    path = check_output(path, dpi)
+    check_dpi(dpi)
+    path = check_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, facecolor="white")
     return path
