@@ -84,6 +84,39 @@ def test_value_and_gradient_match_explicit_jacobian(name):
     assert not torch.allclose(lin(x), net(x))  # θ moved: f_lin is not f
 
 
+class Tied(nn.Module):
+    """Two layers sharing one weight matrix (as tied embeddings do)."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.first = nn.Linear(3, 3, dtype=F64)
+            self.second = nn.Linear(3, 3, dtype=F64)
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.second(torch.tanh(self.first(x)))
+
+
+def test_tied_weights_are_one_parameter():
+    net, x = Tied(), torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    lin = Linearised(net)
+    anchor = {k: v.detach().clone() for k, v in net.named_parameters()}
+    assert "second.weight" not in anchor  # deduplicated: one direction of θ
+    move(net, 0.1)
+    assert torch.equal(net.first.weight, net.second.weight)
+    delta = torch.cat([(p - anchor[k]).detach().reshape(-1) for k, p in net.named_parameters()])
+    jac = flat_jacobian(net, anchor, x)  # functional_call ties second.weight to first.weight
+    f0 = functional_call(net, anchor, (x,)).detach().reshape(-1)
+    out = lin(x)
+    torch.testing.assert_close(out.detach().reshape(-1), f0 + jac @ delta, atol=1e-12, rtol=0)
+    out.sum().backward()
+    grad = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    torch.testing.assert_close(grad, jac.T @ torch.ones(jac.shape[0], dtype=F64), atol=1e-12,
+                               rtol=0)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_linearisation_error_is_second_order(activation):
     net = models.mlp(4, (8, 8), 3, activation=activation, seed=2).double()

@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from featurebias import models
 from featurebias.errors import ConfigError, DeviceError, NonFiniteError, ShapeError
-from featurebias.training import Linearised, empirical_ntk
+from featurebias.training import Linearised, empirical_ntk, ntk
 
 F64 = torch.float64
 MODES = ["jacobian", "ntk_vp"]
@@ -60,6 +60,19 @@ def test_matches_explicit_jacobian_products(name, mode, chunk_size):
         torch.testing.assert_close(full, expected, atol=1e-8, rtol=1e-8)
         torch.testing.assert_close(trace, expected.diagonal(dim1=2, dim2=3).sum(-1),
                                    atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_small_memory_budget_chunks_without_changing_the_kernel(mode, monkeypatch):
+    build, shape = NETS["small_cnn"]
+    model, x1, x2 = build(), data(shape, 7), data(shape, 3, seed=1)
+    expected = explicit_ntk(model, x1, x2)
+    # A budget of a few examples' Jacobians and activations: blocks of 2-3, vmap chunks of 1.
+    monkeypatch.setattr(ntk, "_BUDGET_BYTES", 3 * 8 * 400)
+    full = empirical_ntk(model, x1, x2, mode=mode, per_logit="full")
+    torch.testing.assert_close(full, expected, atol=1e-8, rtol=1e-8)
+    sym = empirical_ntk(model, x1, mode=mode, per_logit="full")
+    torch.testing.assert_close(sym, explicit_ntk(model, x1, x1), atol=1e-8, rtol=1e-8)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -55,6 +55,15 @@ def trainable_names(model: nn.Module, owner: str) -> tuple[str, ...]:
     return names
 
 
+def aliases(model: nn.Module, names: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """Every name of each parameter in `names` (tied weights have several)."""
+    every: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        every.setdefault(id(p), []).append(name)
+    params = dict(model.named_parameters())
+    return tuple(tuple(every[id(params[n])]) for n in names)
+
+
 def train_mode_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, TRAIN_MODE_LAYERS)]
 
@@ -129,6 +138,7 @@ class Linearised(nn.Module):
                               "relinearise() to move its linearisation point)")
         self.train_mode = check.choice(train_mode, "train_mode", TRAIN_MODES)
         self._names = trainable_names(model, "Linearised")
+        self._aliases = aliases(model, self._names)
         self._layers = train_mode_layers(model)
         self.model = model
         self.anchor = _Anchor(self._names, dict(model.named_parameters()))
@@ -159,8 +169,11 @@ class Linearised(nn.Module):
         tangents = tuple(params[n] - lin for n, lin in zip(self._names, primals, strict=True))
 
         def f(*theta: Tensor) -> Tensor:
-            return functional_call(self.model, dict(zip(self._names, theta, strict=True)),
-                                   args, kwargs)
+            # Every alias of a tied weight is passed, so functional_call need not look for
+            # ties on each call (tie_weights=True walks all parameters and buffers).
+            values = {alias: t for names, t in zip(self._aliases, theta, strict=True)
+                      for alias in names}
+            return functional_call(self.model, values, args, kwargs, tie_weights=False)
 
         with eval_layers(self._layers, self.train_mode, "Linearised"), \
                 transform_errors("Linearised"):

@@ -77,13 +77,14 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "jacobian",
             transform_errors("empirical_ntk"):
         out, activations = _probe(module, params, x1[:1])
         o = out[0].numel()
-        # Elements held per chunk example: its Jacobian (o·P) and, while differentiating,
-        # o copies of its activations; the memory budget bounds their product with the chunk.
+        # Bytes per example: its Jacobian (o·P) and, while differentiating, o copies of its
+        # activations; the memory budget bounds each of them times the examples at once.
         size = sum(p.numel() for p in params.values())
         per_example = o * like.element_size()
-        if mode == "jacobian":
-            chunk = chunk_size or _BUDGET_BYTES // (per_example * max(size, activations))
-            block = _jacobian_block(single, params, o, per_logit)
+        if mode == "jacobian":  # blocks of Jacobians, each computed in smaller vmap chunks
+            chunk = chunk_size or _BUDGET_BYTES // (per_example * size)
+            inner = max(1, min(chunk, _BUDGET_BYTES // (per_example * activations)))
+            block = _jacobian_block(single, params, o, per_logit, inner)
         else:  # a block's jvp runs chunk·o·chunk forward passes at once
             chunk = chunk_size or min(int((_BUDGET_BYTES / (per_example * activations)) ** 0.5),
                                       _BUDGET_BYTES // (per_example * size))
@@ -136,9 +137,9 @@ def _probe(module: nn.Module, params: dict[str, Tensor], x: Tensor) -> tuple[Ten
     return out, max(seen, out.numel())
 
 
-def _jacobian_block(single, params: dict[str, Tensor], o: int, per_logit: str):
+def _jacobian_block(single, params: dict[str, Tensor], o: int, per_logit: str, inner: int):
     """`block(xa, xb)` by contracting per-example Jacobians, one parameter tensor at a time."""
-    jacobians = vmap(jacrev(single), in_dims=(None, 0))
+    jacobians = vmap(jacrev(single), in_dims=(None, 0), chunk_size=inner)
 
     def jac(x: Tensor) -> list[Tensor]:
         return [j.reshape(x.shape[0], o, -1) for j in jacobians(params, x).values()]
