@@ -132,6 +132,10 @@ def _targets(model: nn.Module, train_src: Source, val_src: Source | None,
                              columns=columns)
     losses.check_labels(targets, y_all, "data targets")
     if val_src is not None:
+        val_x = val_src.first(1)[0]
+        if val_x.shape[1:] != x.shape[1:]:
+            raise ShapeError(f"val inputs have shape {tuple(val_x.shape[1:])} per example but "
+                             f"data inputs {tuple(x.shape[1:])}; expected the same")
         val_y = val_src.targets()
         if val_y.shape[1:] != y_all.shape[1:]:
             raise ShapeError(f"val targets have shape {tuple(val_y.shape)} and data targets "
@@ -236,17 +240,17 @@ class _Run:
                 x, y = next(batches)
                 if self.transform is not None:
                     x, y = self.transform(x, y)
-                sums, correct, count = losses.batch_stats(self.targets, self.model(x), y)
-                means = sums / (count if isinstance(count, int) else count.clamp_min(1))
-                loss = means.sum() if weights is None else (means * weights).sum()
+                total, means, correct, count = losses.batch_means(self.targets,
+                                                                  self.model(x), y)
+                loss = total if weights is None else (means * weights).sum()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                acc.add(sums.detach(), correct, count)
+                acc.add(means.detach() * count, correct, count)
                 if step == 1:  # the first batch, measured at the initial parameters
                     self._rows(0, "train", *acc.read(reset=False))
                 if self.callbacks:
-                    self._callbacks(step, float(loss))
+                    self._callbacks(step, loss.detach().item())
                 if step in evals:
                     self._rows(step, "train", *acc.read())
                     stopped = self._evaluate_val(step)

@@ -187,6 +187,22 @@ def batch_stats(t: Targets, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Ten
     return loss.sum(0), correct.sum(0), count
 
 
+def batch_means(t: Targets, out: Tensor, y: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | int]:
+    """For a training step: the total loss, per-feature mean losses `[F]`, number correct
+    `[F]` and number of targets (both differentiable in `out`; total = means.sum()).
+
+    A single label takes the fused mean cross-entropy, one autograd node: the hot path of
+    the common case stays as lean as a hand-written loop.
+    """
+    if t.kind == "single":
+        total = F.cross_entropy(out, y)
+        return total, total.reshape(1), (out.argmax(1) == y).sum().reshape(1), y.shape[0]
+    sums, correct, count = batch_stats(t, out, y)
+    means = sums / (count if isinstance(count, int) else count.clamp_min(1))
+    return means.sum(), means, correct, count
+
+
 def example_nats(t: Targets, out: Tensor, y: Tensor) -> Tensor:
     """Code length `−ln p(y | x)` of each example `[b]`: the sum over its targeted features."""
     return elementwise(t, out, y)[0].sum(1)

@@ -71,12 +71,11 @@ def _call(fn: Callable, params: dict):
     try:
         return fn(**params)
     except Exception as e:
-        raise JobError(f"sweep job {params} failed: {type(e).__name__}: {e}") from e
+        raise _job_error(params, e) from e
 
 
-def _init_worker() -> None:
-    # Jobs run side by side: one thread each, so they do not fight over the cores.
-    torch.set_num_threads(1)
+def _job_error(params: dict, error: Exception) -> JobError:
+    return JobError(f"sweep job {params} failed: {type(error).__name__}: {error}")
 
 
 def _parallel(fn: Callable, jobs: list[dict], workers: int, bar: tqdm) -> list:
@@ -87,12 +86,19 @@ def _parallel(fn: Callable, jobs: list[dict], workers: int, bar: tqdm) -> list:
                           f"got {fn!r}: {e}") from e
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     results: list = [None] * len(jobs)
+    # The workers get `fn` itself and torch's own `set_num_threads` (one thread each, so jobs
+    # side by side do not fight over cores): nothing of this package has to be imported
+    # there unless `fn` needs it, which keeps the start-up of each worker short.
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker) as pool:
-        futures = {pool.submit(_call, fn, params): i for i, params in enumerate(jobs)}
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {pool.submit(fn, **params): i for i, params in enumerate(jobs)}
         try:
             for future in as_completed(futures):
-                results[futures[future]] = future.result()
+                i = futures[future]
+                try:
+                    results[i] = future.result()
+                except Exception as e:
+                    raise _job_error(jobs[i], e) from e
                 bar.update()
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
