@@ -64,7 +64,7 @@ class Config:
     steps: int = 400
     eval_every: int = 100
     lr: float = 1e-3
-    repeats: int = 5
+    repeats: int = 7
     threads: int = 1
     seed: int = 0
 
@@ -86,7 +86,7 @@ def make_data(cfg: Config, device: str) -> tuple[tuple, tuple]:
 def bare_loop(cfg: Config, data, val, device: str, eval_every: int | None) -> list[float]:
     """The same training written out by hand; returns the validation losses it read."""
     model = mlp(cfg.d, cfg.hidden, cfg.k, seed=cfg.seed).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     x, y = data
     g = torch.Generator().manual_seed(cfg.seed)
     per_epoch, size = cfg.n // cfg.batch_size, cfg.batch_size

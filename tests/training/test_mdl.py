@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from featurebias.errors import ConfigError, ShapeError
+from featurebias.errors import ConfigError, LabelError, NonFiniteError, ShapeError
 from featurebias.models import mlp
 from featurebias.training import MdlResult, TrainConfig, log_spaced, prequential_code
 from featurebias.training import prequential_mdl as mdl
@@ -154,3 +154,11 @@ def test_bad_inputs():
         mdl(model_fn, x[:4], y[:4], progress=False)
     with pytest.raises(ShapeError, match="same number of rows"):
         mdl(model_fn, x, y[:50], progress=False)
+    bad = y.clone()
+    bad[-1] = 4  # lands in the coded last chunk or the held-out set, never only in training
+    with pytest.raises(LabelError, match=r"\[0, 4\)"):
+        mdl(model_fn, x, bad, progress=False)
+    with pytest.raises(LabelError, match="integer"):
+        mdl(model_fn, x, y.float(), progress=False)
+    with pytest.raises(NonFiniteError, match="NaN"):
+        mdl(model_fn, x * torch.nan, y, progress=False)

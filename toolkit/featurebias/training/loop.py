@@ -70,7 +70,8 @@ def train(model: nn.Module, data, config: TrainConfig | None = None, val=None, *
     input is checked before any parameter changes. Deterministic on CPU for a fixed
     `config.seed`, which seeds the batch order and the global RNG inside the run (dropout);
     the caller's RNG is left as it was. Training batches are drawn without replacement,
-    epoch after epoch, dropping each epoch's last partial batch.
+    epoch after epoch, dropping each epoch's last partial batch. The model's train/eval mode
+    is restored at the end.
 
     Args:
         data, val: a pair `(x, y)` of tensors (moved to the model's device once; floating
@@ -115,8 +116,8 @@ def train(model: nn.Module, data, config: TrainConfig | None = None, val=None, *
     model.train()
     try:
         with _seeded(config.seed, device):
-            return _Run(model, optimizer, config, targets, starts, train_src, val_src,
-                        transform, callbacks, progress).run()
+            return _Run(model, optimizer, config, targets.to(device), starts, train_src,
+                        val_src, transform, callbacks, progress, device, dtype).run()
     finally:
         model.train(was_training)
 
@@ -207,9 +208,9 @@ class _Run:
     """One training run; holds the state the loop and its evaluations share."""
 
     def __init__(self, model, optimizer, config, targets, starts, train_src, val_src,
-                 transform, callbacks, progress):
+                 transform, callbacks, progress, device, dtype):
         self.model, self.optimizer, self.config = model, optimizer, config
-        self.targets, self.starts = targets.to(next(model.parameters()).device), starts
+        self.targets, self.starts, self.device, self.dtype = targets, starts, device, dtype
         self.train_src, self.val_src = train_src, val_src
         self.transform, self.callbacks, self.progress = transform, callbacks, progress
         self.rows: list[dict] = []
@@ -271,9 +272,8 @@ class _Run:
     def _weights(self, step: int) -> Tensor | None:
         if all(s <= step for s in self.starts):
             return None
-        device = next(self.model.parameters()).device
         on = [float(s <= step) for s in self.starts]
-        return torch.tensor(on, device=device, dtype=next(self.model.parameters()).dtype)
+        return torch.tensor(on, device=self.device, dtype=self.dtype)
 
     def _callbacks(self, step: int, loss: float) -> None:
         state = TrainState(step, self.model, self.optimizer, loss, self.config)

@@ -137,6 +137,8 @@ def prequential_mdl(model_fn: Callable[[], nn.Module], x, y, *, num_chunks: int 
     if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
         raise ShapeError(f"x has shape {tuple(x.shape)} and y {tuple(y.shape)}; expected the "
                          "same number of rows")
+    if x.is_floating_point():
+        check.check_finite(x, "x")
     n = x.shape[0]
     heldout = min(MAX_HELDOUT, math.floor(0.2 * n))
     if heldout < 1:
@@ -151,7 +153,9 @@ def prequential_mdl(model_fn: Callable[[], nn.Module], x, y, *, num_chunks: int 
     device = next(model.parameters()).device
     targets = losses.resolve(probe_output(model, _as_input(x[:2], model)), y[:2].to(device),
                              heads=config.heads, names=config.feature_names,
-                             columns=_columns(y))
+                             columns=_columns(y)).to(device)
+    losses.check_labels(targets, y, "y")  # the last chunk is coded, never trained on
+    losses.check_labels(targets, val[1], "y")
     k = _alphabet(targets, y)
     if first_chunk is None:
         first_chunk = min(1024, 2 * max(config.batch_size, max(targets.classes), x[0].numel()))
