@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, ShapeError
 from . import losses
 from ._data import Source, source
+from ._ddp import Parallel
 from ._spacing import checkpoint_steps
 from .config import TrainConfig
 
@@ -112,13 +113,17 @@ def train(model: nn.Module, data, config: TrainConfig | None = None, val=None, *
     targets = _targets(model, train_src, val_src, config)
     starts = _starts(targets, config, train_src)
     optimizer = _optimizer(config, params)
+    parallel = Parallel(model, min(config.batch_size, train_src.n))  # torchrun: DDP
     was_training = model.training
     model.train()
     try:
+        parallel.wrap()
         with _seeded(config.seed, device):
             return _Run(model, optimizer, config, targets.to(device), starts, train_src,
-                        val_src, transform, callbacks, progress, device, dtype).run()
+                        val_src, transform, callbacks, progress and parallel.leader, device,
+                        dtype, parallel).run()
     finally:
+        parallel.unwrap()
         model.train(was_training)
 
 
@@ -208,8 +213,9 @@ class _Run:
     """One training run; holds the state the loop and its evaluations share."""
 
     def __init__(self, model, optimizer, config, targets, starts, train_src, val_src,
-                 transform, callbacks, progress, device, dtype):
+                 transform, callbacks, progress, device, dtype, parallel):
         self.model, self.optimizer, self.config = model, optimizer, config
+        self.parallel = parallel
         self.targets, self.starts, self.device, self.dtype = targets, starts, device, dtype
         self.train_src, self.val_src = train_src, val_src
         self.transform, self.callbacks, self.progress = transform, callbacks, progress
@@ -225,7 +231,7 @@ class _Run:
         batches = self.train_src.batches(cfg.batch_size, generator)
         change = set(self.starts) - {0}
         weights = self._weights(0)
-        acc = _Accumulator()
+        acc = _Accumulator(self.parallel.total)
         stopped, step = False, 0
         self._callbacks(0, math.nan)
         self._evaluate_val(0)
@@ -241,9 +247,11 @@ class _Run:
                 x, y = next(batches)
                 if self.transform is not None:
                     x, y = self.transform(x, y)
-                total, means, correct, count = losses.batch_means(self.targets,
-                                                                  self.model(x), y)
-                loss = total if weights is None else (means * weights).sum()
+                x, y = self.parallel.shard(x, y)
+                total, means, correct, count = losses.batch_means(
+                    self.targets, self.parallel.module(x), y)
+                total, scaled = self.parallel.global_mean(total, means, count)
+                loss = total if weights is None else (scaled * weights).sum()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -299,7 +307,7 @@ class _Run:
                     acc.add(sums, correct, count)
         finally:
             self.model.train(was_training)
-        loss, accuracy = acc.read()
+        loss, accuracy = self.parallel.same(acc.read())  # one early-stopping decision
         total = self._rows(step, "val", loss, accuracy)
         if total < self.best_loss:  # NaN never improves
             self.best_loss, self.best_step, self.waited = total, step, 0
@@ -335,8 +343,9 @@ class _Run:
 class _Accumulator:
     """Per-feature sums kept on the device, read (one host sync) only at evaluations."""
 
-    def __init__(self):
+    def __init__(self, total=lambda *sums: sums):
         self.loss = self.correct = self.count = None
+        self.total = total  # sums over the ranks, when distributed
 
     def add(self, loss: Tensor, correct: Tensor, count: Tensor | int) -> None:
         if self.loss is None:
@@ -354,10 +363,11 @@ class _Accumulator:
         count = torch.as_tensor(self.count, device=self.loss.device).to(self.loss.dtype)
         if count.ndim == 0:
             count = count.expand_as(self.loss)
+        sums, correct, count = self.total(self.loss, self.correct.to(count.dtype), count)
         empty = count == 0
-        loss = torch.where(empty, math.nan, self.loss / count)
-        accuracy = torch.where(empty, math.nan, self.correct.to(count.dtype) / count)
+        loss = torch.where(empty, math.nan, sums / count)
+        accuracy = torch.where(empty, math.nan, correct / count)
         values = torch.stack([loss, accuracy]).double().cpu().tolist()
         if reset:
-            self.__init__()
+            self.__init__(self.total)
         return values[0], values[1]
