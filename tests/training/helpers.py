@@ -6,15 +6,6 @@ import torch
 from torch import Tensor, nn
 
 
-def bits_task(n: int, *, seed: int = 0, distractors: int = 4) -> tuple[Tensor, Tensor]:
-    """±1 bits; y[:, 0] = majority of bits 0–2 (easy), y[:, 1] = parity of bits 3–5 (hard)."""
-    g = torch.Generator().manual_seed(seed)
-    b = torch.randint(0, 2, (n, 6 + distractors), generator=g)
-    easy = (b[:, :3].sum(1) >= 2).long()
-    hard = b[:, 3:6].sum(1) % 2
-    return (2 * b - 1).float(), torch.stack([easy, hard], 1)
-
-
 def blobs(n: int, d: int = 4, k: int = 3, *, seed: int = 0, scale: float = 3.0):
     """Gaussian classes: well separated when `scale` is large."""
     g = torch.Generator().manual_seed(seed)

@@ -14,7 +14,7 @@ from featurebias.errors import ConfigError
 from featurebias.models import mlp
 from featurebias.training import TrainConfig, TrainResult, checkpoint_steps, learning_rate, train
 
-from .helpers import bits_task, blobs, linear
+from .helpers import blobs, linear
 
 
 def params(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -222,17 +222,3 @@ def test_model_mode_restored_and_result_type():
     model = linear(4, 3).eval()
     result = train(model, blobs(32), TrainConfig(steps=2), progress=False)
     assert isinstance(result, TrainResult) and result.model is model and not model.training
-
-
-def test_multi_feature_training_learns_both_features():
-    x, y = bits_task(2048)
-    vx, vy = bits_task(512, seed=1)
-    result = train(mlp(10, (64, 64), 2, seed=0), (x, y),
-                   TrainConfig(steps=600, eval_every=200, feature_names=("easy", "hard")),
-                   (vx, vy), progress=False)
-    final = result.curves.query("split == 'val' and step == 600").set_index("feature")
-    assert list(final.index) == ["all", "easy", "hard"]
-    assert final.loc["easy", "accuracy"] > 0.95 and final.loc["hard", "accuracy"] > 0.95
-    assert final.loc["all", "loss"] == pytest.approx(final.loc[["easy", "hard"], "loss"].sum())
-    first = result.curves.query("split == 'val' and step == 0").set_index("feature")
-    assert first.loc["all", "loss"] > 5 * final.loc["all", "loss"]
