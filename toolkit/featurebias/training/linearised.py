@@ -143,12 +143,13 @@ class Linearised(nn.Module):
         self.model = model
         self.anchor = _Anchor(self._names, dict(model.named_parameters()))
         device = next(iter(model.parameters())).device
-        self.register_buffer("count", torch.zeros((), dtype=torch.long, device=device))
+        self.register_buffer("relinearisation_count",
+                             torch.zeros((), dtype=torch.long, device=device))
 
     @property
     def relinearisations(self) -> int:
         """How many times `relinearise()` moved θ_lin (the initial linearisation not counted)."""
-        return int(self.count)
+        return int(self.relinearisation_count)
 
     def anchor_params(self) -> dict[str, Tensor]:
         """θ_lin as `{parameter name: tensor}` (the wrapped model's names)."""
@@ -160,7 +161,7 @@ class Linearised(nn.Module):
         params = dict(self.model.named_parameters())
         for name, lin in zip(self._names, self.anchor.values(self._names), strict=True):
             lin.copy_(params[name])
-        self.count += 1
+        self.relinearisation_count += 1
         return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
