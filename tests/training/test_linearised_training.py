@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featurebias import models
-from featurebias.errors import ConfigError
+from featurebias.errors import ConfigError, ShapeError
 from featurebias.training import (
     KernelLogger,
     Linearised,
@@ -101,6 +101,24 @@ def test_feature_update_count(steps, every, expected):
     # Updates happen after steps K, 2K, ...: the count seen at step s is ⌊s/K⌋ (< T).
     for step, count in seen.items():
         assert count == (min(step, steps - 1) // every if every else 0)
+
+
+def test_gap_is_logged_before_each_feature_update():
+    x, y = task()
+    trainer = LinearisedTrainer(5, gap_probe=x[:10])
+    result = trainer.train(net(), (x, y), sgd(20), progress=False)
+    gaps = trainer.gaps
+    assert gaps["step"].tolist() == [5, 10, 15, 20]
+    assert gaps["relinearisations"].tolist() == [0, 1, 2, 3]
+    assert (gaps["gap"] > 0).all()
+    assert gaps["gap"].iloc[-1] == result.model.gap(x[:10])  # after the last step, as trained
+    # Moving further from θ_lin leaves a larger gap: never re-linearising, after 20 steps.
+    lazy = LinearisedTrainer(None, gap_probe=x[:10])
+    lazy.train(net(), (x, y), sgd(20), progress=False)
+    assert lazy.gaps["step"].tolist() == [20]
+    assert lazy.gaps["gap"].iloc[0] > 2 * gaps["gap"].max()
+    with pytest.raises(ShapeError, match="gap_probe must be a batch"):
+        LinearisedTrainer(5, gap_probe=torch.ones(0, 5))
 
 
 def test_infinite_every_keeps_the_initial_kernel_while_parameters_move():

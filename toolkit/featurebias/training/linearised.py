@@ -23,12 +23,13 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
 from .. import _validate as check
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from .loop import TrainResult, TrainState, train
 
 TRAIN_MODE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
@@ -205,8 +206,8 @@ class LinearisedTrainer:
 
     Feature updates happen after steps K, 2K, ... (before the step that follows them), never
     after the last step, so a run of T steps linearises `U = ⌈T/K⌉` times counting the initial
-    linearisation at θ₀, and `relinearisations == U − 1`. Each re-linearisation makes the next
-    step an exact SGD step of the full network, hence K = 1 reproduces standard training.
+    linearisation at θ₀, and `relinearisations == U − 1`. After each re-linearisation the next
+    gradient is the full network's, hence K = 1 reproduces standard training.
 
     `result.model` is the trained `Linearised` wrapper: calling it evaluates `f_lin` (what the
     training and validation curves measured); `result.model.model` is the plain network at the
@@ -218,19 +219,35 @@ class LinearisedTrainer:
             every re-linearisation, so each linearised problem starts afresh; default False
             keeps it (SCIENCE.md §7.1 [D]). The learning-rate schedule is never reset.
         train_mode: BatchNorm/Dropout policy of `Linearised` ("error" or "eval").
+        gap_probe: a batch on which to measure the linearisation gap (`Linearised.gap`) just
+            before every re-linearisation and after step `config.steps`; the last run's
+            values are in `gaps`.
     """
 
     def __init__(self, every: int | None, *, reset_optimizer: bool = False,
-                 train_mode: str = "error"):
+                 train_mode: str = "error", gap_probe: Tensor | None = None):
         self.every = _every(every)
         if not isinstance(reset_optimizer, bool):
             raise ConfigError(f"reset_optimizer must be a bool, got {reset_optimizer!r}")
         self.reset_optimizer = reset_optimizer
         self.train_mode = check.choice(train_mode, "train_mode", TRAIN_MODES)
+        if gap_probe is not None:
+            gap_probe = check.as_tensor(gap_probe, "gap_probe")
+            if gap_probe.ndim < 1 or gap_probe.shape[0] < 1:
+                raise ShapeError(f"gap_probe must be a batch [n, ...] with n >= 1, got shape "
+                                 f"{tuple(gap_probe.shape)}")
+            check.check_finite(gap_probe, "gap_probe")
+        self.gap_probe = gap_probe
+        self._gaps: list[dict] = []
 
     def __repr__(self) -> str:
         return (f"LinearisedTrainer(every={self.every}, reset_optimizer={self.reset_optimizer}, "
                 f"train_mode={self.train_mode!r})")
+
+    @property
+    def gaps(self) -> pd.DataFrame:
+        """The last run's gaps: `step`, `relinearisations` (before that step's update), `gap`."""
+        return pd.DataFrame(self._gaps, columns=["step", "relinearisations", "gap"])
 
     def wrap(self, model: nn.Module) -> Linearised:
         """`model` as a `Linearised` (a `Linearised` is used as it is)."""
@@ -238,15 +255,20 @@ class LinearisedTrainer:
             return model
         return Linearised(check_module(model), train_mode=self.train_mode)
 
-    def relinearise_callback(self) -> Callable[[TrainState], None]:
-        """The training callback that performs the feature updates."""
+    def relinearise_callback(self, model: Linearised) -> Callable[[TrainState], None]:
+        """The training callback that performs the feature updates of `model`."""
         every, reset = self.every, self.reset_optimizer
+        probe = None if self.gap_probe is None else _like(self.gap_probe, model)
 
         def relinearise(state: TrainState) -> None:
-            if every is None or state.step <= 0 or state.step >= state.config.steps:
-                return
-            if state.step % every == 0:
-                state.model.relinearise()
+            last = state.step >= state.config.steps
+            update = every is not None and 0 < state.step < state.config.steps \
+                and state.step % every == 0
+            if probe is not None and (update or last):
+                self._gaps.append({"step": state.step, "gap": model.gap(probe),
+                                   "relinearisations": model.relinearisations})
+            if update:
+                model.relinearise()
                 if reset:
                     state.optimizer.state.clear()
 
@@ -267,5 +289,13 @@ class LinearisedTrainer:
             raise ConfigError(f"LinearisedTrainer: the model has {kinds}, which training mode "
                               "makes depend on the batch or on random masks; expected a model "
                               "without them, or train_mode='eval' to run them in eval mode")
+        self._gaps = []
         return train(wrapped, data, config, val, transform=transform,
-                     callbacks=(self.relinearise_callback(), *callbacks), progress=progress)
+                     callbacks=(self.relinearise_callback(wrapped), *callbacks),
+                     progress=progress)
+
+
+def _like(x: Tensor, model: nn.Module) -> Tensor:
+    """`x` on the model's device; floating inputs in its parameters' dtype."""
+    p = next(model.parameters())
+    return x.to(p.device, p.dtype) if x.is_floating_point() else x.to(p.device)
