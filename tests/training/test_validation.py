@@ -94,3 +94,14 @@ def test_model_returning_a_non_tensor():
 
     with pytest.raises(ShapeError, match="must return a tensor"):
         train(Pair(), (X, Y1), TrainConfig(steps=1), progress=False)
+
+
+def test_huge_finite_inputs_are_not_mistaken_for_inf():
+    from featurebias.training._data import source
+
+    big = torch.full((20, 4), 3e38)  # their float32 sum overflows, every value is finite
+    src = source((big, Y1), "data", torch.device("cpu"), torch.float32)
+    assert torch.equal(src.first(2)[0], big[:2])
+    big[3, 1] = torch.inf
+    with pytest.raises(NonFiniteError, match="1 NaN/Inf"):
+        source((big, Y1), "data", torch.device("cpu"), torch.float32)

@@ -21,7 +21,11 @@ def _pair(x, y, name: str, device: torch.device, dtype: torch.dtype) -> tuple[Te
     if y.is_floating_point() or y.is_complex():
         raise LabelError(f"{name} targets must be integer class ids, got dtype {y.dtype}")
     if x.is_floating_point():
-        check.check_finite(x, f"{name} x")
+        # NaN and Inf propagate through a sum: one reduction in x's own dtype (several times
+        # cheaper than the float64 one of check_finite) clears the common case; a non-finite
+        # sum, perhaps mere overflow, gets the exact element-wise check.
+        if not bool(torch.isfinite(x.sum())):
+            check.check_finite(x, f"{name} x")
         x = x.to(device=device, dtype=dtype)
     else:
         x = x.to(device)
