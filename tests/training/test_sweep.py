@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 
 import pandas as pd
@@ -12,8 +11,6 @@ from featurebias.errors import ConfigError
 from featurebias.training import JobError, sweep
 
 from . import _jobs
-
-sweep_module = importlib.import_module("featurebias.training.sweep")
 
 GRID = {"arch": ["mlp", "lenet"], "seed": [0, 1, 2]}
 
@@ -48,7 +45,7 @@ def test_a_failing_job_names_its_parameters(workers, monkeypatch):
     # The error path does not depend on how workers start; "fork" skips the seconds a
     # spawned worker needs to import torch (the spawn path is the test above).
     fork = multiprocessing.get_context("fork")
-    monkeypatch.setattr(sweep_module.multiprocessing, "get_context", lambda method: fork)
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: fork)
     with pytest.raises(JobError, match=r"\{'arch': 'lenet', 'seed': 1\}.*ValueError: diverged"):
         sweep(_jobs.fails, GRID, workers=workers, progress=False)
 
