@@ -24,7 +24,7 @@ def test_lazy_names_are_the_subpackages_objects():
 def test_import_does_not_load_probes_or_features():
     code = ("import sys, featurebias; "
             "print(any(m in sys.modules for m in ('featurebias.probes', 'featurebias.features', "
-            "'featurebias.similarity')))")
+            "'featurebias.similarity', 'featurebias.training', 'featurebias.datasets')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -49,6 +49,9 @@ _LAZY = {
     "cka": "similarity", "MinibatchCKA": "similarity", "rdm": "similarity", "rsa": "similarity",
     "cca": "similarity", "svcca": "similarity", "pwcca": "similarity",
     "procrustes": "similarity", "mutual_knn": "similarity", "similarity_matrix": "similarity",
+    "train": "training", "TrainConfig": "training", "prequential_mdl": "training",
+    "LinearisedTrainer": "training", "empirical_ntk": "training",
+    "synthetic_task": "datasets", "digits": "datasets", "erase_dataset": "datasets",
 }
 
 
