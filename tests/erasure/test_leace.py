@@ -430,3 +430,19 @@ def test_shrinkage_still_guards(class_data, method):
     plain = LeaceEraser.fit(x, y, method=method)
     if method == "leace":
         assert float((eraser.P - plain.P).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["leace", "orth"])
+def test_dead_units_are_left_exactly_untouched(method):
+    # ReLU layers have units that never fire. An edit there is pure rounding noise that
+    # tracks the label; a probe standardising each unit turns it into a perfect predictor.
+    g = torch.Generator().manual_seed(0)
+    z = torch.randint(0, 2, (2000,), generator=g)
+    x = torch.randn(2000, 8, generator=g, dtype=torch.float64) + 2 * z[:, None]
+    x = torch.relu(x @ torch.randn(8, 16, generator=g, dtype=torch.float64))
+    x[:, [3, 7]] = 0.0
+    erased = LeaceEraser.fit(x, z, method=method)(x)
+    assert torch.equal(erased[:, [3, 7]], x[:, [3, 7]])
+    scaled = (erased - erased.mean(0)) / erased.std(0).clamp_min(1e-300)
+    probe = LogisticRegression(max_iter=2000).fit(scaled[:1000].numpy(), z[:1000].numpy())
+    assert probe.score(scaled[1000:].numpy(), z[1000:].numpy()) < 0.6

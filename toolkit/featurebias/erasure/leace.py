@@ -82,6 +82,7 @@ class LeaceFitter(LabelMatrixFitter):
         if self.method == "orth":
             whiten = unwhiten = None
             cross = sigma_xz
+            still = (sigma_xz == 0).all(1)
         else:
             sigma_xx = self.stats.covariance("xx", shrinkage=self.shrinkage)[0]
             # Data computed in float64 carry rounding noise of relative size ~ d·eps, so
@@ -91,6 +92,7 @@ class LeaceFitter(LabelMatrixFitter):
             second_moment = self.stats.mean_x[0].square().sum() + sigma_xx.trace()
             floor = (1e3 * self.x_dim * EPS64) ** 2 * second_moment
             lam, vecs, mask = psd_eigh(sigma_xx, atol=floor)
+            still = sigma_xx.diagonal() <= floor
             root = torch.where(mask, lam.sqrt(), 0)
             inv_root = torch.where(mask, 1 / torch.where(mask, root, 1), 0)
             whiten = (vecs * inv_root) @ vecs.mT
@@ -99,6 +101,10 @@ class LeaceFitter(LabelMatrixFitter):
         u, s, _ = torch.linalg.svd(cross, full_matrices=False)
         u = u * (s > self.svd_tol)  # static shape: no device sync, zero columns are inert
         left = u if unwhiten is None else unwhiten @ u
+        # Coordinates without variance (dead units) carry no concept. An edit there could only
+        # write rounding noise (~1e-19) that tracks the label, and a probe that standardises
+        # each unit would blow that noise up into a perfect predictor: leave them untouched.
+        left = left.masked_fill(still[:, None], 0)
         right = u.mT if whiten is None else u.mT @ whiten
         bias = self.stats.mean_x[0] if self.affine else None
         return LeaceEraser(left, right, bias)
