@@ -28,14 +28,19 @@ def activations(model: nn.Module, x: Tensor, sites: list[str], reduce=None,
                 batch_size: int = 512) -> dict[str, Tensor]:
     """`{site: activations}` of `model` on `x`, in eval mode and without gradients.
 
+    `x` goes to the model's device; the activations come back on the CPU, where the analyses'
+    features and conditions live (the tables measured from them are small).
+
     Args:
         reduce: as in `featurebias.hooks.collect` (None keeps every token position).
     """
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
         with torch.no_grad():
-            store = collect(model, x.split(batch_size), sites, reduce=reduce, progress=False)
+            store = collect(model, x.to(device).split(batch_size), sites, reduce=reduce,
+                            to="cpu", progress=False)
     finally:
         model.train(was)
     return {s: store[s] for s in sites}

@@ -105,8 +105,10 @@ def order(lab: Lab, report: Report, say: Say) -> None:
         verdict = "closes (or reverses) the gap"
     elif abs(gap[curriculum]) < abs(gap["default"]):
         verdict = "narrows the gap without closing it"
+    elif abs(gap[curriculum]) > abs(gap["default"]):
+        verdict = "widens the gap, unlike the narrowing reported for the paper [S]"
     else:
-        verdict = "does not narrow the gap"
+        verdict = "leaves the gap as it is"
     report.text(f"3. Learning order: '{first}' first", f"""
 The curriculum trains '{first}' alone for {c.first_steps} steps, then both features for
 {c.steps} steps (the default run trains both for {c.steps} steps). At {last}, R² easy / hard:

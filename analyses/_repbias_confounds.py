@@ -97,6 +97,14 @@ def _verdict(stat: dict) -> str:
             "ignores the hard feature: the easy feature dominates the comparison.")
 
 
+def _probe_verdict(hard_on_top: float, k: int) -> str:
+    """Whether a probe on the top-k PCs misses the hard feature the network computes."""
+    if hard_on_top < 0.75:
+        return (f"The networks compute the hard feature, yet a probe restricted to the top {k} "
+                "PC(s), the dominant directions, would call it (nearly) absent.")
+    return f"Here even the top {k} PC(s) carry the hard feature."
+
+
 def confounds(lab: Lab, report: Report, say: Say) -> None:
     c = lab.config
     models, seeds = _models(lab)
@@ -107,10 +115,11 @@ def confounds(lab: Lab, report: Report, say: Say) -> None:
     pcs = report.table("confounds_pc_probes", pcs)
 
     names = list(models)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.8), layout="constrained")
     for axis, measure in zip(axes, ("rsa", "cka"), strict=True):
         plots.similarity_heatmap(sim[sim.measure == measure], order=names, ax=axis,
                                  title=f"{measure.upper()} at {site}")
+    axes[1].set_yticklabels([])  # the same models, in the same order, as on the left
     report.figure("confounds_similarity", fig)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, layout="constrained")
     plots.probe_accuracy(layer, hue_order=FEATURES, legend=False, ax=axes[0],
@@ -154,9 +163,8 @@ Linear probes (held-out accuracy, {c.probe_folds}-fold, mean over easy+hard mode
 {last_site}: easy {probe('easy', f'top {k_lo} PCs', acc_pc[k_lo, 'easy'])}, hard
 {probe('hard', f'top {k_lo} PCs', acc_pc[k_lo, 'hard'])}; with {k_hi}: easy
 {probe('easy', f'top {k_hi} PCs', acc_pc[k_hi, 'easy'])}, hard
-{probe('hard', f'top {k_hi} PCs', acc_pc[k_hi, 'hard'])}. The network computes the hard
-feature at its output either way; a probe that looks at early layers or at the dominant
-directions only would conclude it is absent.
+{probe('hard', f'top {k_hi} PCs', acc_pc[k_hi, 'hard'])} (chance: 50 %). {_probe_verdict(
+acc_pc[k_lo, 'hard'], k_lo)}
 
 {figure_link('confounds_probes', 'linear probes per layer and on top PCs')}
 """)

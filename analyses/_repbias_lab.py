@@ -13,15 +13,19 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from featurebias.datasets import TaskData, colour_shape, sequence_task, synthetic_task
+from featurebias.datasets import (
+    TaskData,
+    colour_shape,
+    input_bits,
+    sequence_task,
+    synthetic_task,
+)
 from featurebias.datasets.synthetic import DEFAULT_FEATURES
 from featurebias.features import variance_explained
 from featurebias.models import mlp, small_cnn, small_resnet, tiny_transformer
 from featurebias.training import TrainConfig, train
 
 from ._common import Trained, activations, test_features
-
-FEATURES = tuple(s.name for s in DEFAULT_FEATURES)  # ("easy", "hard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +69,11 @@ class Lab:
         """Seeds of the transformers and CNNs."""
         return tuple(self.config.seed + i for i in range(self.config.slow_seeds))
 
-    def _train_config(self, steps: int, batch_size: int, names, seed: int, **extra) -> TrainConfig:
+    def _train_config(self, steps: int, batch_size: int, names, seed: int,
+                      lr: float | None = None, **extra) -> TrainConfig:
         c = self.config
-        return TrainConfig(steps=steps, batch_size=batch_size, optimizer=c.optimizer, lr=c.lr,
+        return TrainConfig(steps=steps, batch_size=batch_size, optimizer=c.optimizer,
+                           lr=c.lr if lr is None else lr,
                            eval_every=max(1, steps // 10), feature_names=tuple(names), seed=seed,
                            **extra)
 
@@ -103,7 +109,9 @@ class Lab:
         extra = {} if variant.first is None else {"loss_start": task.info["loss_start"]}
         config = self._train_config(steps, c.batch_size, names, variant.seed,
                                     checkpoints=c.checkpoints, **extra)
-        model = mlp(task.info["input_dim"], (c.width,) * c.depth, len(names), seed=variant.seed)
+        model = mlp(task.info["input_dim"], (c.width,) * c.depth, len(names),
+                    seed=variant.seed)
+        _to(model, c.device)
         data, val = ((x, y[:, columns]) for x, y in (task.train, task.val))
         result = train(model, data, config, val=val, progress=self.progress)
         sites = mlp_sites(c.depth)
@@ -118,12 +126,16 @@ class Lab:
     def transformer(self, order: tuple[str, ...], seed: int) -> Trained:
         """The tiny transformer on the task emitted in `order`; activations `[n, T, d]`."""
         c = self.config
-        task = sequence_task(distractors=c.distractors, sizes=c.sizes, order=order, seed=seed)
+        easy, hard = DEFAULT_FEATURES
+        features = (easy, dataclasses.replace(hard, group_size=c.transformer_hard_bits))
+        task = sequence_task(features, distractors=c.distractors, sizes=c.sizes, order=order,
+                             seed=seed)
         model = tiny_transformer(d_model=c.d_model, n_layers=c.n_layers, n_heads=c.n_heads,
                                  d_vocab=task.info["vocab_size"], n_ctx=task.train[0].shape[1],
                                  seed=seed)
+        _to(model, c.device)
         config = self._train_config(c.transformer_steps, c.transformer_batch_size,
-                                    task.feature_names, seed)
+                                    task.feature_names, seed, lr=c.transformer_lr)
         result = train(model, task.train, config, val=task.val, progress=self.progress)
         sites = [f"blocks.{i}.hook_resid_post" for i in range(c.n_layers)]
         run = Trained("transformer", model, result, sites,
@@ -144,8 +156,9 @@ class Lab:
         size = {"depth" if arch == "small_cnn" else "blocks": c.cnn_depth}
         model = build(3, sum(heads), width=c.cnn_width, image_size=c.image_size, seed=seed,
                       **size)
+        _to(model, c.device)
         config = self._train_config(c.cnn_steps, c.cnn_batch_size, task.feature_names, seed,
-                                    heads=heads)
+                                    lr=c.cnn_lr, heads=heads)
         result = train(model, task.train, config, val=task.val, progress=self.progress)
         sites = ["hook_pooled"]
         run = Trained(arch, model, result, sites, activations(model, task.test[0], sites), task)
@@ -168,6 +181,12 @@ class Lab:
         by_step = {step: activations(run.result.model_at(step), x, run.sites)
                    for step in sorted(run.result.checkpoints)}
         return self.variance(by_step, test_features(run.task), seed).assign(seed=seed)
+
+
+def _to(model: torch.nn.Module, device: str) -> None:
+    """Move `model` to `device` unless it is there (TransformerLens prints on every move)."""
+    if next(model.parameters()).device != torch.device(device):
+        model.to(device)
 
 
 def mlp_sites(depth: int) -> list[str]:
@@ -205,8 +224,6 @@ def _normalised(variant: Variant, mode: str) -> Variant:
 
 def relevant_codes(task: TaskData, split: str = "test") -> Tensor:
     """Per row, the code of the bits that some feature reads (the stimulus 'condition')."""
-    from featurebias.datasets import input_bits
-
     bits = input_bits(task, split)
     groups = [i for f in task.info["features"].values() for i in f["group"]]
     weights = 2 ** torch.arange(len(groups) - 1, -1, -1, device=bits.device)

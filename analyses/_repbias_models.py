@@ -47,6 +47,7 @@ def _positions(lab: Lab, run: Trained, label: str, seed: int) -> pd.DataFrame:
 
 
 def position(lab: Lab, report: Report, say: Say) -> None:
+    c = lab.config
     runs = {label: [lab.transformer(order, s) for s in lab.slow_seeds]
             for label, order in ORDERS.items()}
     ve = report.table("position_variance", pd.concat(
@@ -82,9 +83,10 @@ def position(lab: Lab, report: Report, say: Say) -> None:
     verdict = ("both features are" if len(earlier) == 2 else
                f"only '{earlier[0]}' is" if earlier else "neither feature is")
     report.text("4. Output position: the transformer", f"""
-A tiny transformer ({lab.config.n_layers} layer(s), d_model {lab.config.d_model}) reads the
-input bits, `[SEP]`, then emits the two features as tokens, in either order
-({len(lab.slow_seeds)} seed(s) per order):
+A tiny transformer ({c.n_layers} layer(s), d_model {c.d_model}) reads the input bits,
+`[SEP]`, then emits the two features as tokens, in either order ({len(lab.slow_seeds)} seed(s)
+per order). Here the hard feature is the parity of {c.transformer_hard_bits} bits
+(`transformer_hard_bits`; the MLPs' is of 4).
 
 {accuracy}
 

@@ -21,10 +21,13 @@ def show(value: float, kind: str = "fraction") -> str:
     if not math.isfinite(value):
         return "n/a"
     if kind == "fraction":
-        return f"{value:.1%}"
-    if kind == "correlation":
-        return f"{value:.3f}"
-    return f"{value:.0f}"
+        text = f"{value:.1%}"
+    elif kind == "correlation":
+        text = f"{value:.3f}"
+    else:
+        text = f"{value:.0f}"
+    # A tiny negative value (an R² estimated on held-out rows) would print as "-0.0%".
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
 
 
 class Headline:

@@ -198,6 +198,12 @@ def test_cli_runs_the_tiny_settings_and_reproduces_the_same_numbers(report, tmp_
     ({"confound_site": 4}, "confound_site must index"),
     ({"pc_counts": (0, 2)}, "pc_counts must be"),
     ({"lr": 0.0}, "lr must be"),
+    ({"cnn_lr": -1.0}, "cnn_lr must be"),
+    ({"transformer_hard_bits": 1}, "transformer_hard_bits must"),
+    ({"device": "gpu"}, "device must be"),
+    ({"shapes": ("square", "blob")}, "shapes must be"),
+    ({"colours": ("red",)}, "colours must be"),
+    ({"image_size": 3}, "image_size must be"),
     ({"unit_threshold": 1.0}, "unit_threshold must"),
     ({"steps": 2.5}, "steps must be an int"),
 ])
