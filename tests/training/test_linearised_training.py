@@ -238,3 +238,20 @@ def test_bad_options(kwargs, match):
 def test_non_module_model():
     with pytest.raises(ConfigError, match="torch.nn.Module, got function"):
         LinearisedTrainer(2).train(lambda x: x, task(), sgd(3), progress=False)
+
+
+def test_every_step_equals_standard_training_on_a_transformer_bridge():
+    def build():
+        return models.tiny_transformer(d_model=8, n_layers=1, n_heads=2, d_vocab=5, n_ctx=4,
+                                       seed=0).double()
+
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 5, (16, 4), generator=g)
+    targets = tokens.roll(-1, 1)  # next token; the last position predicts nothing
+    targets[:, -1] = -100
+    cfg = sgd(10, batch_size=8)
+    plain = train(build(), (tokens, targets), cfg, progress=False)
+    model = build()
+    lin = LinearisedTrainer(1).train(model, (tokens, targets), cfg, progress=False)
+    assert max_diff(plain.model, lin.model.model) < 1e-6
+    assert max_diff(build(), model) > 1e-3  # the optimiser moved the model's own parameters

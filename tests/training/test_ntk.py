@@ -34,8 +34,9 @@ def explicit_ntk(model: nn.Module, x1, x2) -> torch.Tensor:
     names = list(params)
 
     def jac(x):
-        def f(*theta):
-            return functional_call(model, dict(zip(names, theta, strict=True)), (x,))
+        def f(*theta):  # no tie search: it breaks models with aliased modules (bridges)
+            return functional_call(model, dict(zip(names, theta, strict=True)), (x,),
+                                   tie_weights=False)
 
         rows = torch.autograd.functional.jacobian(f, tuple(params.values()))
         o = f(*params.values())[0].numel()
@@ -203,3 +204,21 @@ def test_bad_input(call, error, match):
     model = build()
     with pytest.raises(error, match=match):
         call(model, data(shape, 3))
+
+
+def test_transformer_bridge():
+    """Tokens [b, T] in, logits [b, T, V] out (o = T·V); modules reachable by two paths."""
+    model = models.tiny_transformer(d_model=8, n_layers=1, n_heads=2, d_vocab=5, n_ctx=3,
+                                    seed=0).double()
+    tokens = torch.randint(0, 5, (3, 3), generator=torch.Generator().manual_seed(0))
+    params = [id(p) for p in model.parameters()]
+    expected = explicit_ntk(model, tokens, tokens)
+    assert expected.shape == (3, 3, 15, 15)
+    lin = Linearised(model)
+    for mode in MODES:
+        for net in (model, lin):
+            torch.testing.assert_close(empirical_ntk(net, tokens, mode=mode, per_logit="full"),
+                                       expected, atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(lin(tokens), model(tokens), atol=1e-12, rtol=0)
+    # The parameters are still the model's own objects (an optimiser holding them still acts).
+    assert [id(p) for p in model.parameters()] == params

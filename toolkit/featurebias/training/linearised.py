@@ -56,13 +56,27 @@ def trainable_names(model: nn.Module, owner: str) -> tuple[str, ...]:
     return names
 
 
-def aliases(model: nn.Module, names: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    """Every name of each parameter in `names` (tied weights have several)."""
-    every: dict[int, list[str]] = {}
+def aliases(model: nn.Module, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """For each parameter in `names`, one name per module attribute that holds it.
+
+    Tied weights sit in several attributes. A module reachable by several paths (as in
+    TransformerLens bridges) is one attribute: functional_call's own tie search would swap it
+    once per path and then restore the wrong tensors, replacing the model's parameters.
+    """
+    places: dict[int, dict[tuple[int, str], str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
-        every.setdefault(id(p), []).append(name)
+        owner, _, attr = name.rpartition(".")
+        module = model.get_submodule(owner)
+        places.setdefault(id(p), {}).setdefault((id(module), attr), name)
     params = dict(model.named_parameters())
-    return tuple(tuple(every[id(params[n])]) for n in names)
+    return {n: tuple(places[id(params[n])].values()) for n in names}
+
+
+def substitute(model: nn.Module, aliases: dict[str, tuple[str, ...]],
+               values: dict[str, Tensor], args: tuple, kwargs: dict | None = None):
+    """`model(*args, **kwargs)` with `values` in place of the parameters (`aliases` keys)."""
+    every = {alias: values[name] for name, names in aliases.items() for alias in names}
+    return functional_call(model, every, args, kwargs, tie_weights=False)
 
 
 def train_mode_layers(model: nn.Module) -> list[nn.Module]:
@@ -171,11 +185,8 @@ class Linearised(nn.Module):
         tangents = tuple(params[n] - lin for n, lin in zip(self._names, primals, strict=True))
 
         def f(*theta: Tensor) -> Tensor:
-            # Every alias of a tied weight is passed, so functional_call need not look for
-            # ties on each call (tie_weights=True walks all parameters and buffers).
-            values = {alias: t for names, t in zip(self._aliases, theta, strict=True)
-                      for alias in names}
-            return functional_call(self.model, values, args, kwargs, tie_weights=False)
+            values = dict(zip(self._names, theta, strict=True))
+            return substitute(self.model, self._aliases, values, args, kwargs)
 
         with eval_layers(self._layers, self.train_mode, "Linearised"), \
                 transform_errors("Linearised"):

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jacrev, jvp, vjp, vmap
+from torch.func import jacrev, jvp, vjp, vmap
 
 from .. import _validate as check
 from ..errors import ConfigError, ShapeError
 from .linearised import (
     Linearised,
+    aliases,
     check_module,
     eval_layers,
+    substitute,
     train_mode_layers,
     trainable_names,
     transform_errors,
@@ -56,6 +58,7 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "jacobian",
         The kernel, `[n1, n2]` or `[n1, n2, o, o]`, on the model's device.
     """
     module, params, layers, policy = _functional(model)
+    names = aliases(module, list(params))
     check.choice(mode, "mode", MODES)
     check.choice(per_logit, "per_logit", PER_LOGIT)
     if chunk_size is not None:
@@ -68,14 +71,17 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "jacobian",
                          f"of x1's examples {tuple(x1.shape[1:])}")
 
     def single(p: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(module, p, (x.unsqueeze(0),)).reshape(-1)
+        return substitute(module, names, p, (x.unsqueeze(0),)).reshape(-1)
+
+    def batch_output(p: dict[str, Tensor], x: Tensor) -> Tensor:
+        return substitute(module, names, p, (x,))
 
     def batch(p: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(module, p, (x,)).reshape(x.shape[0], -1)
+        return batch_output(p, x).reshape(x.shape[0], -1)
 
     with torch.no_grad(), eval_layers(layers, policy, "empirical_ntk"), \
             transform_errors("empirical_ntk"):
-        out, activations = _probe(module, params, x1[:1])
+        out, activations = _probe(lambda: batch_output(params, x1[:1]), module)
         o = out[0].numel()
         # Bytes per example: its Jacobian (o·P) and, while differentiating, o copies of its
         # activations; the memory budget bounds each of them times the examples at once.
@@ -116,8 +122,8 @@ def _inputs(x, name: str, like: Tensor) -> Tensor:
     return x
 
 
-def _probe(module: nn.Module, params: dict[str, Tensor], x: Tensor) -> tuple[Tensor, int]:
-    """The output on one example and the elements of all module outputs on the way."""
+def _probe(run, module: nn.Module) -> tuple[Tensor, int]:
+    """`run()` (one example's output) and the elements of all module outputs on the way."""
     seen = 0
 
     def count(_module, _inputs, output) -> None:
@@ -126,7 +132,7 @@ def _probe(module: nn.Module, params: dict[str, Tensor], x: Tensor) -> tuple[Ten
 
     handles = [m.register_forward_hook(count) for m in module.modules()]
     try:
-        out = functional_call(module, params, (x,))
+        out = run()
     finally:
         for handle in handles:
             handle.remove()
