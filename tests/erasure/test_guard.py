@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from featurebias.erasure import ConceptEraser, LeaceEraser, QuadraticEraser, check_guardedness
-from featurebias.errors import ConfigError, LabelError
+from featurebias.errors import ConfigError, LabelError, RangeError
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,11 @@ def test_concept_eraser_sklearn_conventions(digits):
     assert math.isclose(np.linalg.matrix_rank(X - out, tol=1e-4), 3)
     with pytest.raises(ConfigError, match="method"):
         ConceptEraser("nonsense").fit(X, z.numpy())
+
+
+def test_too_few_rows_for_qda_is_a_clear_error_before_any_fit():
+    data = load_digits()
+    x, z = torch.tensor(data.data[:300] / 16.0), torch.tensor(data.target[:300])
+    with pytest.raises(RangeError, match="more training rows per class than dimensions"):
+        check_guardedness(x, z)
+    assert check_guardedness(x, z, quadratic=False).quadratic_accuracy is None

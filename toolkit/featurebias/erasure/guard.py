@@ -14,7 +14,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
 from .. import _validate as check
-from ..errors import LabelError
+from ..errors import LabelError, RangeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,12 @@ def check_guardedness(x, z, *, quadratic: bool = True, cv: int = 5, C: float = 1
     if counts[counts > 0].min() < cv:
         raise LabelError(f"every class needs at least cv={cv} samples, got counts "
                          f"{counts.tolist()}")
+    fold_rows = int(counts[counts > 0].min() * (cv - 1) // cv)
+    if quadratic and fold_rows <= flat.shape[1]:
+        raise RangeError(f"the quadratic probe (QDA) needs more training rows per class than "
+                         f"dimensions, got {fold_rows} rows in the smallest class's folds and "
+                         f"{flat.shape[1]} dimensions; reduce the dimension (e.g. PCA), use "
+                         f"more data or fewer folds, or pass quadratic=False")
     prior = counts / counts.sum()
     prior_acc, prior_loss = _scores(np.tile(prior, (len(y), 1)), y)
     folds = StratifiedKFold(cv, shuffle=True, random_state=seed)
@@ -77,7 +83,12 @@ def check_guardedness(x, z, *, quadratic: bool = True, cv: int = 5, C: float = 1
     quad = (None, None)
     if quadratic:
         qda = QuadraticDiscriminantAnalysis(reg_param=reg_param)
-        quad = _scores(_full_proba(qda, flat, y, folds, len(prior)), y)
+        try:
+            quad = _scores(_full_proba(qda, flat, y, folds, len(prior)), y)
+        except np.linalg.LinAlgError as e:  # a class covariance is singular in some fold
+            raise RangeError(f"the quadratic probe (QDA) cannot invert a class covariance "
+                             f"(a class lies in a subspace); pass a larger reg_param (now "
+                             f"{reg_param}) or quadratic=False") from e
     return GuardReport(prior_acc, prior_loss, *lin, *quad)
 
 
