@@ -122,21 +122,22 @@ def _resident_kib(field: str) -> int:
 def _memory_child(mode: str, cfg: Config) -> dict:
     """Peak RSS increase of one `empirical_ntk` call (run in a fresh interpreter)."""
     model, x = ntk_inputs(cfg, "cpu")
-    empirical_ntk(model, x[:2], mode=mode)  # torch.func's one-off set-up is not the call's
+    # torch.func's one-off set-up is not the call's memory
+    empirical_ntk(model, x[:2], mode=mode, progress=False)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     before = _resident_kib("VmRSS")
-    empirical_ntk(model, x, mode=mode)
+    empirical_ntk(model, x, mode=mode, progress=False)
     return {"peak_rss_increase_bytes": (_resident_kib("VmHWM") - before) * 1024}
 
 
 def peak_memory(mode: str, cfg: Config, device: str, quick: bool) -> dict:
     if device.startswith("cuda"):
         model, x = ntk_inputs(cfg, device)
-        empirical_ntk(model, x[:2], mode=mode)
+        empirical_ntk(model, x[:2], mode=mode, progress=False)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
-        empirical_ntk(model, x, mode=mode)
+        empirical_ntk(model, x, mode=mode, progress=False)
         torch.cuda.synchronize()
         return {"peak_cuda_increase_bytes": torch.cuda.max_memory_allocated() - start}
     args = [sys.executable, __file__, "--memory-of", mode, "--threads", str(cfg.threads)]
@@ -149,10 +150,10 @@ def ntk_rows(cfg: Config, device: str, quick: bool) -> list[dict]:
     model, x = ntk_inputs(cfg, device)
     rows, kernels = [], {}
     for mode in ("jacobian", "ntk_vp"):
-        empirical_ntk(model, x[:2], mode=mode)  # warm-up: torch.func's first-call set-up
+        empirical_ntk(model, x[:2], mode=mode, progress=False)  # warm-up (torch.func set-up)
         _sync(device)
         start = time.perf_counter()
-        kernels[mode] = empirical_ntk(model, x, mode=mode)
+        kernels[mode] = empirical_ntk(model, x, mode=mode, progress=False)
         _sync(device)
         rows.append({"task": f"ntk_{mode}", "examples": cfg.ntk_n,
                      "seconds": time.perf_counter() - start,

@@ -194,7 +194,7 @@ class KernelLogger:
         like = next(iter(model.parameters()))
         x = self.probe_x.to(like.device)
         k = empirical_ntk(model, x, mode=self.mode, per_logit=self.per_logit,
-                          chunk_size=self.chunk_size).double()
+                          chunk_size=self.chunk_size, progress=False).double()
         if self._first is None:
             self._first = k
         nan = float("nan")

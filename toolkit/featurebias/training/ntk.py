@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
+from tqdm.auto import tqdm
 
 from .. import _validate as check
 from ..errors import ConfigError, ShapeError
@@ -39,7 +40,8 @@ _BUDGET_BYTES = 2**27
 
 
 def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "jacobian",
-                  per_logit: str = "trace", chunk_size: int | None = None) -> Tensor:
+                  per_logit: str = "trace", chunk_size: int | None = None,
+                  progress: bool = True) -> Tensor:
     """The empirical NTK of `model` between the examples of `x1` and of `x2` (default: x1).
 
     The derivatives are with respect to the parameters that require grad. For a `Linearised`
@@ -53,6 +55,7 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "jacobian",
         mode: "jacobian" or "ntk_vp" (same values; see the module docstring for the costs).
         per_logit: "trace" for `Σ_o Θ_oo`, `[n1, n2]`; "full" for `[n1, n2, o, o]`.
         chunk_size: examples per block on each side; None chooses it from a memory budget.
+        progress: show a progress bar over the blocks.
 
     Returns:
         The kernel, `[n1, n2]` or `[n1, n2, o, o]`, on the model's device.
@@ -95,7 +98,7 @@ def empirical_ntk(model: nn.Module, x1, x2=None, *, mode: str = "jacobian",
             chunk = chunk_size or min(int((_BUDGET_BYTES / (per_example * activations)) ** 0.5),
                                       _BUDGET_BYTES // (per_example * size))
             block = _vp_block(single, batch, params, o, per_logit)
-        kernel = _assemble(block, x1, x2, max(1, chunk), o, per_logit)
+        kernel = _assemble(block, x1, x2, max(1, chunk), o, per_logit, progress)
     return kernel.to(out.dtype)
 
 
@@ -198,28 +201,24 @@ def _vp_block(single, batch, params: dict[str, Tensor], o: int, per_logit: str):
     return block
 
 
-def _assemble(block, x1: Tensor, x2: Tensor | None, chunk: int, o: int,
-              per_logit: str) -> Tensor:
+def _assemble(block, x1: Tensor, x2: Tensor | None, chunk: int, o: int, per_logit: str,
+              progress: bool) -> Tensor:
     """Fill the kernel block by block; with x2 None only the upper blocks are computed."""
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
     shape = (n1, n2) if per_logit == "trace" else (n1, n2, o, o)
     kernel = torch.empty(shape, dtype=torch.float64, device=x1.device)
-    starts1 = range(0, n1, chunk)
-    for i in starts1:
-        xa = x1[i:i + chunk]
-        cached = None
-        if x2 is None:
-            k, cached = block(xa, None)  # the diagonal block, reusing xa's Jacobians
-            kernel[i:i + chunk, i:i + chunk] = k
-            for j in range(i + chunk, n1, chunk):
-                k, cached = block(xa, x1[j:j + chunk], cached)
-                kernel[i:i + chunk, j:j + chunk] = k
-                kernel[j:j + chunk, i:i + chunk] = _transpose(k)
-        else:
-            for j in range(0, n2, chunk):
-                k, cached = block(xa, x2[j:j + chunk], cached)
-                kernel[i:i + chunk, j:j + chunk] = k
+    pairs = [(i, j) for i in range(0, n1, chunk) for j in range(0, n2, chunk)
+             if x2 is not None or j >= i]
+    row, cached = -1, None
+    for i, j in tqdm(pairs, desc="ntk blocks", disable=not progress, leave=False):
+        if i != row:  # a new row of blocks: xa's Jacobians (jacobian mode) are reused along it
+            row, cached = i, None
+        xb = None if x2 is None and j == i else (x1 if x2 is None else x2)[j:j + chunk]
+        k, cached = block(x1[i:i + chunk], xb, cached)
+        kernel[i:i + chunk, j:j + chunk] = k
+        if x2 is None and j != i:
+            kernel[j:j + chunk, i:i + chunk] = _transpose(k)
     if x2 is None:  # exact symmetry, whatever the rounding of the diagonal blocks
         kernel = (kernel + _transpose(kernel)) / 2
     return kernel
