@@ -126,6 +126,9 @@ def _narrate(lab, report, say, runs, sites, ve, over, pcs, units, density, by_ki
         f", pairwise XORs {s(f'pairwise XORs R2 at {site}', kinds[site, 'pairwise XORs'])}"
         f", the parity itself {s(f'parity R2 at {site}', kinds[site, 'parity (hard)'])}"
         for site in dict.fromkeys([first_site, last]))
+    above = [site for site in sites if kinds[site, "single bits"] > kinds[site, "parity (hard)"]]
+    sub_verdict = (f"The single bits outweigh the parity itself at {len(above)} of the "
+                   f"{len(sites)} layers ({', '.join(above) or 'none'}).")
     report.text("1. Complexity: the easy feature takes the representation", f"""
 An MLP ({c.depth} × {c.width}, {len(runs)} seed(s)) learns both features: validation accuracy
 easy {s('val accuracy easy', acc['easy'])}, hard {s('val accuracy hard', acc['hard'])}. At its
@@ -160,6 +163,8 @@ with the easy feature, {s('unit density hard', dens['hard'])} with the hard one,
 The hard feature's sub-components against the parity itself (mean R² per family):
 
 {sub_lines}
+
+{sub_verdict}
 
 {figure_link('complexity_subcomponents', 'sub-components of the hard feature')}
 """)
