@@ -108,6 +108,17 @@ def all_reduce_(tensor: Tensor, op: str = "sum", group=None) -> Tensor:
     return tensor.copy_(all_reduce(tensor, op, group))
 
 
+def broadcast_(tensor: Tensor, src: int = 0, group=None) -> Tensor:
+    """Overwrite `tensor` with rank `src`'s (rank within `group`) on every rank; returns it."""
+    if not active(group):
+        return tensor
+    device = _staging_device(tensor, group)
+    work = tensor if device == tensor.device and tensor.is_contiguous() else (
+        tensor.to(device).contiguous())
+    dist.broadcast(work, src=_global_rank(group, src), group=group)
+    return tensor if work is tensor else tensor.copy_(work)
+
+
 def all_gather(tensor: Tensor, group=None) -> Tensor:
     """`[world_size, *tensor.shape]`: every rank's tensor (same shape on every rank)."""
     if not active(group):

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import layout
+from . import _sharding, layout
+from . import distributed as _distributed
 from .errors import ConfigError, LabelError, SiteError
 from .sites import Site, resolve
 from .store import ActivationStore
@@ -150,7 +151,7 @@ def run_capturing(model: nn.Module, batch, sites: Sequence[str], *, forward: For
 
 def collect(model: nn.Module, batches: Iterable, sites: Sequence[str], *, to=None,
             reduce=None, forward: Forward = default_forward, stop_early: bool = True,
-            progress: bool = True) -> ActivationStore:
+            progress: bool = True, distributed: bool = False, group=None) -> ActivationStore:
     """Run `model` over `batches` and keep the activations at `sites`.
 
     Args:
@@ -162,21 +163,40 @@ def collect(model: nn.Module, batches: Iterable, sites: Sequence[str], *, to=Non
         forward: how to run the model on one batch (default: `model(batch)`, or the first
             item of a tuple batch, or `model(**batch)` for dicts).
         stop_early: stop each forward pass once every site is captured (saves the rest).
+        distributed: share the batches over the ranks of `group` (torch.distributed; None:
+            the default group): rank r runs batches r, r + W, ... (a Sequence is indexed, so
+            the others are never built). On disk, every rank writes its own shards into the
+            shared folder and gets the merged store back, holding every batch once, in order
+            (resumable too). In memory, each rank's store holds its own batches only, under
+            their global indices. A collective: every rank calls it.
     """
     sites = _checked_sites(model, sites, reduce, "collect")
     on_disk = to is not None and to != "cpu"
-    store = ActivationStore(Path(to) if on_disk else None, sites=sites)
+    shared = distributed and _distributed.active(group)
+    done: frozenset = frozenset()
+    if shared and on_disk:
+        store, done = _sharding.open_part(Path(to), sites, group)
+    else:
+        store = ActivationStore(Path(to) if on_disk else None, sites=sites)
     device = "cpu" if to is not None else None
 
     def keep(act):
         act = layout.reduce_positions(act, reduce)
         return act if device is None else act.to(device)
 
-    for index, batch in enumerate(_progress(batches, progress, "collect")):
-        if index in store.completed:
-            continue
-        store.add(index, run_capturing(model, batch, sites, forward=forward, transform=keep,
-                                       stop_early=stop_early))
+    if shared:
+        items = _progress(_sharding.owned(batches, group),
+                          progress and _distributed.rank(group) == 0, "collect")
+    else:
+        items = enumerate(_progress(batches, progress, "collect"))
+    with _distributed.together("collect", group) if shared else contextlib.nullcontext():
+        for index, batch in items:
+            if index in store.completed or index in done:
+                continue
+            store.add(index, run_capturing(model, batch, sites, forward=forward,
+                                           transform=keep, stop_early=stop_early))
+    if shared and on_disk:
+        return _sharding.publish(Path(to), sites, group)
     return store
 
 
@@ -184,15 +204,16 @@ def _fitter_factory(method: str, num_classes: int, options: dict):
     from .erasure import AlfQleaceFitter, LeaceFitter, OracleFitter, QuadraticFitter
 
     makers = {
-        "leace": lambda d: LeaceFitter(d, num_classes, method="leace", **options),
-        "orth": lambda d: LeaceFitter(d, num_classes, method="orth", **options),
-        "oracle": lambda d: OracleFitter(d, num_classes, **options),
-        "qleace": lambda d: QuadraticFitter(d, num_classes, **options),
-        "alf-qleace": lambda d: AlfQleaceFitter(d, num_classes, **options),
+        "leace": lambda d, **kw: LeaceFitter(d, num_classes, method="leace", **kw),
+        "orth": lambda d, **kw: LeaceFitter(d, num_classes, method="orth", **kw),
+        "oracle": lambda d, **kw: OracleFitter(d, num_classes, **kw),
+        "qleace": lambda d, **kw: QuadraticFitter(d, num_classes, **kw),
+        "alf-qleace": lambda d, **kw: AlfQleaceFitter(d, num_classes, **kw),
     }
     if method not in makers:
         raise ConfigError(f"method must be one of {tuple(makers)}, got {method!r}")
-    return makers[method]
+    # Statistics live where the activations are (a CUDA model fits on its GPU).
+    return lambda d, device: makers[method](d, **{"device": device, **options})
 
 
 class _Labels:
@@ -216,7 +237,8 @@ class _Labels:
 def fit_erasers(model: nn.Module, batches: Iterable, labels, sites: Sequence[str], *,
                 method: str = "leace", num_classes: int | None = None,
                 sequential: bool = False, reduce=None, forward: Forward = default_forward,
-                progress: bool = True, **options) -> dict[str, object]:
+                progress: bool = True, distributed: bool = False, group=None,
+                **options) -> dict[str, object]:
     """Fit one concept eraser per site on the model's activations.
 
     Args:
@@ -231,6 +253,11 @@ def fit_erasers(model: nn.Module, batches: Iterable, labels, sites: Sequence[str
             pass over the data per site.
         reduce: token reduction for fitting (see `collect`); erasure then applies at every
             position.
+        distributed: share the batches over the ranks of `group` (torch.distributed; None:
+            the default group): rank r runs batches r, r + W, ..., then the fitters' statistics
+            are merged exactly across ranks before any eraser is computed, so every rank
+            returns the same erasers, equal to one process fitting on all batches. Every rank
+            passes the same `batches` and `labels`. A collective: every rank calls it.
         options: passed to each fitter (e.g. `svd_tol`, `shrinkage`).
 
     Returns:
@@ -242,24 +269,49 @@ def fit_erasers(model: nn.Module, batches: Iterable, labels, sites: Sequence[str
             raise ConfigError("pass num_classes when the labels come with the batches")
         num_classes = int(torch.as_tensor(labels).max()) + 1
     make = _fitter_factory(method, num_classes, options)
+    shared = distributed and _distributed.active(group)
     rounds = [[name] for name in sites] if sequential else [sites]
     erasers: dict[str, object] = {}
-    for group in _progress(rounds, progress and sequential, "sites"):
+    for names in _progress(rounds, progress and sequential, "sites"):
         fitters: dict[str, object] = {}
         source = _Labels(labels)
-        for batch in _progress(batches, progress, f"fit {', '.join(group)}"):
-            z = source.next(batch, _batch_size(batch))
-            with erase_at(model, erasers, labels=z):  # the earlier sites, when sequential
-                acts = run_capturing(model, batch, group, forward=forward)
-            for name, act in acts.items():
-                x, zz = layout.rows(act, z.to(act.device), reduce)
-                if name not in fitters:
-                    fitters[name] = make(x.shape[-1])
-                fitters[name].update(x, zz)
+        show = progress and _distributed.rank(group) == 0
+        with _distributed.together("fit_erasers", group) if shared else contextlib.nullcontext():
+            for index, batch in enumerate(_progress(batches, show, f"fit {', '.join(names)}")):
+                z = source.next(batch, _batch_size(batch))  # also for others' batches: offsets
+                if shared and not _distributed.owns(index, group):
+                    continue
+                with erase_at(model, erasers, labels=z):  # the earlier sites, when sequential
+                    acts = run_capturing(model, batch, names, forward=forward)
+                for name, act in acts.items():
+                    x, zz = layout.rows(act, z.to(act.device), reduce)
+                    if name not in fitters:
+                        fitters[name] = make(x.shape[-1], x.device)
+                    fitters[name].update(x, zz)
+        if shared:
+            _all_reduce_fitters(fitters, names, make, model, group)
         if not fitters:
             raise ConfigError("batches was empty: nothing to fit on")
-        erasers.update({name: fitter.eraser for name, fitter in fitters.items()})
+        # Merged statistics are the same on every rank; the eraser computed from them only
+        # up to rounding (BLAS), so rank 0's is sent to all: bit-identical everywhere.
+        erasers.update({name: fitter.eraser.broadcast(group=group) if shared else fitter.eraser
+                        for name, fitter in fitters.items()})
     return erasers
+
+
+def _all_reduce_fitters(fitters: dict, names: list[str], make, model: nn.Module, group) -> None:
+    """Merge every rank's statistics; a rank that ran no batch joins with empty fitters."""
+    widths = {}
+    for seen in _distributed.all_gather_object(
+            {n: f.stats.mean_x.shape[-1] for n, f in fitters.items()}, group):
+        widths.update(seen)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    for name in names:
+        if name not in widths:
+            continue  # no rank saw a batch: "batches was empty" on every rank
+        if name not in fitters:
+            fitters[name] = make(widths[name], device)
+        fitters[name].all_reduce(group)
 
 
 def _batch_size(batch) -> int:

@@ -13,6 +13,7 @@ import difflib
 import json
 import numbers
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -66,6 +67,14 @@ def _atomic_write(target: Path, write) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _link(source: Path, target: str) -> None:
+    """Hard-link `source` as `target` (no data copied), or copy it where links fail."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 class ActivationStore:
@@ -152,6 +161,37 @@ class ActivationStore:
                           lambda tmp: save_file(tensors, tmp, metadata={HEADER_KEY: header}))
             self._write_manifest(sites, specs, {**self._rows, index: rows})
         self._sites, self._specs, self._rows[index] = sites, specs, rows
+
+    def absorb(self, other: ActivationStore) -> None:
+        """Take over the batches of another on-disk store on the same file system.
+
+        Its shard files are hard-linked (copied where links are not supported) into this
+        folder, then this manifest lists them in one atomic write, so a crash in between leaves
+        this store as it was. Batches already here are left out and `other` is unchanged
+        (delete its folder afterwards). Merges the per-rank stores of a distributed `collect`.
+        """
+        if self._path is None or other.path is None:
+            raise ConfigError("absorb merges on-disk stores; expected two stores with folders")
+        if self._sites is not None and other._sites is not None and (
+                set(self._sites) != set(other._sites)):
+            raise ConfigError(f"{other.path} stores sites {other.sites} but {self._path} "
+                              f"stores {self.sites}; expected the same sites")
+        clash = [s for s in set(self._specs) & set(other._specs)
+                 if self._specs[s] != other._specs[s]]
+        if clash:
+            raise ShapeError(f"sites {clash} have other shapes or dtypes in {other.path} than in "
+                             f"{self._path}; expected the same")
+        new = sorted(set(other._rows) - set(self._rows))
+        if not new:
+            return
+        for i in new:
+            name = f"shard-{i:06d}.safetensors"
+            _atomic_write(self._path / name, lambda tmp, name=name: _link(other.path / name, tmp))
+        sites = self._sites if self._sites is not None else other._sites
+        specs = {**other._specs, **self._specs}
+        rows = {**self._rows, **{i: other._rows[i] for i in new}}
+        self._write_manifest(sites, specs, rows)
+        self._sites, self._specs, self._rows = sites, specs, rows
 
     @property
     def completed(self) -> frozenset[int]:

@@ -92,6 +92,24 @@ class Eraser:
             object.__setattr__(new, f.name, changes.get(f.name, getattr(self, f.name)))
         return new
 
+    def broadcast(self: E, src: int = 0, group=None) -> E:
+        """A copy holding rank `src`'s fields, on every rank of `group` (torch.distributed).
+
+        Ranks that merged the same statistics compute erasers equal up to rounding: on CPU,
+        BLAS/LAPACK results can depend on memory alignment. This makes them bit-identical.
+        Every rank calls it with an eraser of the same kind and shapes; a no-op on one
+        process (returns self).
+        """
+        from .. import distributed
+
+        if not distributed.active(group):
+            return self
+        tensors = {k: distributed.broadcast_(v.clone(), src, group)
+                   for k, v in self._tensors().items()}
+        others = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in tensors}
+        return self.replace(**tensors, **distributed.broadcast_object(others, src, group))
+
     def save(self, path) -> None:
         """Write to a safetensors file with a versioned JSON header (`featurebias.erasure.load`)."""
         from .io import save
@@ -141,6 +159,20 @@ class Fitter:
                                   f"{tuple(theirs[key].mean_x.shape)}")
         self._set_statistics({key: stats.merge(theirs[key].to_like(stats))
                               for key, stats in mine.items()})
+        self._eraser = None
+        return self
+
+    def all_reduce(self, group=None) -> Fitter:
+        """Merge the statistics of every rank of `group` (torch.distributed) in place.
+
+        Each rank updates its fitter on its own shard of the data, of any size (none
+        included); afterwards every rank holds the statistics of all the data, bit-identical
+        across ranks, so `.eraser` equals the one fitted on one process (up to rounding) and
+        is the same on every rank. Every rank must call it (a collective). Exact for unequal
+        shards (`Moments.all_reduce`). A no-op on one process. Returns self.
+        """
+        merged = {key: stats.all_reduce(group) for key, stats in self._statistics().items()}
+        self._set_statistics(merged)
         self._eraser = None
         return self
 

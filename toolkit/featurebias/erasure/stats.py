@@ -15,6 +15,8 @@ from torch import Tensor
 from .grouping import Groups
 from .linalg import olse, sym
 
+_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+
 
 class Moments:
     """Per-group running means and co-moments of `x [n, d]` (and optionally `z [n, m]`).
@@ -110,6 +112,47 @@ class Moments:
         merged = self.merge(self.batch(x, z, groups))
         self.__dict__.update(merged._fields())
         return self
+
+    def all_reduce(self, group=None) -> Moments:
+        """The moments of the union of every rank's part (torch.distributed); self unchanged.
+
+        Exact for any counts, empty ranks included: with `n = Σ n_r` and the global mean
+        `μ = Σ n_r μ_r / n`, `M = Σ_r [M_r + n_r (μ_r − μ)(μ_r − μ)ᵀ]`, because the cross terms
+        `Σ_{i∈r} (x_i − μ_r)` vanish (the k-part form of Chan et al.'s merge). So three
+        all-reduce sums suffice: the int64 counts, the count-weighted means, and each rank's
+        co-moments corrected about the global mean. Memory and traffic stay O(d²) whatever the
+        number of ranks, and every rank receives the same bits. Every rank of `group` must
+        call this with statistics of the same layout (checked first: a mismatch raises
+        `ConfigError` on every rank). On one process it returns a copy.
+        """
+        from .. import distributed
+
+        if not distributed.active(group):
+            return self.copy()
+        flags = [int(getattr(self, k) is not None) for k in ("m_xx", "m_xz", "m_zz")]
+        code = _DTYPES.index(self.dtype) if self.dtype in _DTYPES else len(_DTYPES)
+        distributed.check_agree([*self.mean_x.shape, self.mean_z.shape[1], *flags, code],
+                                "the statistics' layout (groups, x_dim, z_dim, which "
+                                "co-moments, dtype)", group)
+        n = distributed.all_reduce(self.n, group=group)
+        weight = self.n.to(self.dtype)[:, None]
+        sums = distributed.all_reduce(torch.cat([self.mean_x, self.mean_z], 1) * weight,
+                                      group=group)
+        mean = sums / n.clamp_min(1).to(self.dtype)[:, None]
+        d_x = self.mean_x.shape[1]
+        mean_x, mean_z = mean[:, :d_x], mean[:, d_x:]
+        # This rank's offset from the global mean, times its count (zero for an empty rank).
+        dx, dz = self.mean_x - mean_x, self.mean_z - mean_z
+        pairs = {"m_xx": (dx, dx), "m_xz": (dx, dz), "m_zz": (dz, dz)}
+        names = [k for k in pairs if getattr(self, k) is not None]
+        merged = dict.fromkeys(("m_xx", "m_xz", "m_zz"))
+        for k in names:
+            a, b = pairs[k]
+            # A fresh tensor, reduced in place: no second d×d buffer.
+            local = torch.baddbmm(getattr(self, k), a[:, :, None] * weight[:, :, None],
+                                  b[:, None, :])
+            merged[k] = distributed.all_reduce_(local, group=group)
+        return self._like(n=n, mean_x=mean_x, mean_z=mean_z, **merged)
 
     def to_like(self, other: Moments) -> Moments:
         """This state on `other`'s device and dtype (counts stay int64)."""

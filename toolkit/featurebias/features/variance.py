@@ -6,6 +6,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .. import distributed as _distributed
+from . import _sharded
 from ._inputs import (
     RESERVED,
     activation_blocks,
@@ -51,8 +53,8 @@ def _explained(sst: Tensor, sse: Tensor, den: Tensor, per_item: bool) -> tuple[f
 
 
 def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = False,
-                       per_item: bool = False, site: str = "x",
-                       progress: bool = True) -> pd.DataFrame:
+                       per_item: bool = False, site: str = "x", progress: bool = True,
+                       distributed: bool = False, group=None) -> pd.DataFrame:
     """Encoding R² of each feature, of all features jointly, and each feature's unique share.
 
     Per site (and step), φ = h − mean of h on the fit rows; an affine least-squares map from
@@ -69,6 +71,11 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
         in_sample: fit and score on all rows (ignores `split`).
         per_item: average the per-item ratios `1 − ‖φ_i − φ̂_i‖² / ‖φ_i‖²` instead of taking the
             ratio of sums (items with φ_i = 0 are left out).
+        distributed: the items are sharded over the ranks of `group` (torch.distributed; None:
+            the default group): each rank passes its own rows of `acts` and `features`, every
+            rank gets the table of all rows, equal to one process given them all (the fit's
+            moments merge exactly). `split` indices are this rank's rows; a fraction split
+            is drawn per rank from `(seed, rank)`. A collective: every rank calls it.
 
     Returns:
         Columns `site, [step], feature, measure, value`. Per feature: measure `"r2"` and
@@ -80,6 +87,10 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
         model is the step's variance relative to the last step's. A constant representation
         (no test variance about the fit mean) gives NaN.
     """
+    if distributed and _distributed.active(group):
+        return _sharded.variance_explained(
+            acts, features, split=split, seed=seed, in_sample=in_sample, per_item=per_item,
+            site=site, progress=progress, group=group)
     blocks, has_steps = activation_blocks(acts, site)
     feats = encode_features(features, blocks[0].n)
     fit, test = split_rows(blocks[0].n, split, seed, in_sample)

@@ -222,6 +222,36 @@ class MinibatchCKA:
         self.n_samples_ += next(iter(blocks.values())).shape[0]
         return self
 
+    def all_reduce(self, group=None) -> MinibatchCKA:
+        """Add up the batches of every rank of `group` (torch.distributed) in place.
+
+        Each rank updates on its own batches (any number, none included); afterwards every
+        rank holds the sums over all batches, so the result equals one process fed every
+        batch (up to the order of a sum). Ranks that saw batches must agree on the names,
+        widths and form (`ConfigError` on every rank otherwise). A collective: every rank
+        calls it. A no-op on one process. Returns self.
+        """
+        from .. import distributed
+
+        if not distributed.active(group):
+            return self
+        layout = None if self._sums is None else (self._names, self._widths, self._pair_mode)
+        seen = [x for x in distributed.all_gather_object(layout, group) if x is not None]
+        if not seen:
+            return self
+        if any(x != seen[0] for x in seen):
+            raise ConfigError(f"ranks fed MinibatchCKA different representations: {seen} "
+                              "(names, widths, pair form); expected the same on every rank")
+        names, widths, pair_mode = seen[0]
+        sums = self._sums if self._sums is not None else torch.zeros(
+            len(names), len(names), dtype=F64)
+        counts = torch.tensor([self.n_batches_, self.n_samples_], dtype=torch.int64)
+        sums = distributed.all_reduce(sums, group=group)
+        counts = distributed.all_reduce(counts, group=group).tolist()
+        self._names, self._widths, self._pair_mode = list(names), list(widths), pair_mode
+        self._sums, (self.n_batches_, self.n_samples_) = sums, counts
+        return self
+
     def _check_batch(self, blocks: dict[str, Tensor], pair_mode: bool) -> None:
         rows = {b.shape[0] for b in blocks.values()}
         if len(rows) > 1:
