@@ -13,15 +13,23 @@ MODELS = ("mlp", "resmlp", "lenet", "small_cnn", "small_resnet", "tiny_transform
 MODEL_DEFAULTS = {"mlp": {"in_dim": 16}, "resmlp": {"in_dim": 16}}  # the required arguments
 
 
-def run_analysis(name: str, args: argparse.Namespace) -> Path:
+def run_analysis(name: str, args: argparse.Namespace) -> Path | None:
     """Run analysis `name` with the command line's config; returns the report's path."""
     from featurebias.analyses import _config, _report, get
 
+    from . import distributed
+    from .launch import analysis_overrides
+
     module = get(name)
-    config = _config.load_config(module.Config, args.config, args.set)
-    out = _report.writable_folder(args.out or Path("runs") / name)  # fail before the work
+    overrides = analysis_overrides(module.Config, args.launcher, args.set)
+    config = _config.load_config(module.Config, args.config, overrides)
+    leader = distributed.rank() == 0  # under torchrun, rank 0 alone writes the report
+    if leader:
+        out = _report.writable_folder(args.out or Path("runs") / name)  # fail before the work
     start = time.perf_counter()
-    report = module.run(config, progress=not args.no_progress)
+    report = module.run(config, progress=not args.no_progress and leader)
+    if not leader:
+        return None
     report.config = _config.as_dict(config)
     path = report.write(out)
     print(f"\n{report.title}: finished in {time.perf_counter() - start:.0f} s")
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="override one config value (repeatable)")
         p.add_argument("--out", type=Path, help="output folder")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--launcher", choices=("local", "torchrun", "slurm"),
+                       help="where the analysis' jobs run (see docs/distributed.md)")
 
     listing = "\n".join(f"  {k:<24} {v}" for k, v in ANALYSES.items())
     p = commands.add_parser("demo", help=ANALYSES["demo"])

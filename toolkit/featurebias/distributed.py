@@ -12,6 +12,7 @@ similarity, features) may use it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
@@ -68,7 +69,13 @@ def init_from_env(backend: str | None = None) -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend=backend)
+    atexit.register(_leave)  # torch warns about a group left undestroyed at exit
     return True
+
+
+def _leave() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def _staging_device(t: Tensor, group) -> torch.device:

@@ -16,6 +16,7 @@ first columns.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -92,6 +93,33 @@ def run_jobs(fn: Callable[..., Mapping | pd.DataFrame], jobs: Sequence[Mapping],
     finally:
         bar.close()
     return _gather(jobs, outcomes, on_error)
+
+
+def analysis_overrides(config_cls: type, launcher: str | None,
+                       overrides: Sequence[str] = ()) -> list[str]:
+    """Config overrides for `featurebias run ANALYSIS --launcher NAME`.
+
+    An analysis whose `Config` has a `launcher` field gets it (its sweeps then run there).
+    `"torchrun"` also joins the process group that torchrun set up, so the analysis' fitting
+    and training use it; `"slurm"` needs an analysis with a `launcher` field (run anything
+    else as one SLURM job).
+    """
+    overrides = list(overrides)
+    if launcher is None:
+        return overrides
+    check.choice(launcher, "launcher", LAUNCHERS)
+    if launcher == "torchrun" and not (distributed.is_distributed()
+                                       or distributed.init_from_env()):
+        raise ConfigError("--launcher torchrun: start the command with torchrun, e.g. "
+                          "torchrun --nproc-per-node 4 --no-python featurebias run NAME "
+                          "--launcher torchrun")
+    if "launcher" in {f.name for f in dataclasses.fields(config_cls)}:
+        overrides.append(f"launcher={launcher}")
+    elif launcher == "slurm":
+        raise ConfigError(f"{config_cls.__module__} has no sweep to spread over SLURM jobs (its "
+                          "Config has no launcher field); submit the whole command as one SLURM "
+                          "job instead (sbatch, srun)")
+    return overrides
 
 
 def _checked(jobs) -> list[dict]:
