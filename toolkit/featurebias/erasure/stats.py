@@ -140,7 +140,7 @@ class Moments:
                                       group=group)
         mean = sums / n.clamp_min(1).to(self.dtype)[:, None]
         d_x = self.mean_x.shape[1]
-        mean_x, mean_z = mean[:, :d_x], mean[:, d_x:]
+        mean_x, mean_z = mean[:, :d_x].contiguous(), mean[:, d_x:].contiguous()
         # This rank's offset from the global mean, times its count (zero for an empty rank).
         dx, dz = self.mean_x - mean_x, self.mean_z - mean_z
         pairs = {"m_xx": (dx, dx), "m_xz": (dx, dz), "m_zz": (dz, dz)}
