@@ -112,3 +112,11 @@ def test_corrupted_and_missing_files(tmp_path):
         load(path)
     with pytest.raises(FormatError, match="no eraser file"):
         load(tmp_path / "absent.safetensors")
+
+
+def test_repr_shows_shapes_not_values():
+    x = torch.randn(200, 6, dtype=torch.float64)
+    z = torch.randint(0, 3, (200,))
+    text = repr(LeaceEraser.fit(x, z))
+    assert text.startswith("LeaceEraser(proj_left=<Tensor[6, ")
+    assert "float64" in text and len(text) < 200

@@ -19,7 +19,7 @@ from .leace import LeaceFitter
 from .quadratic import QuadraticFitter
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class AlfQleaceEraser(Eraser):
     """`x₁ = x − L R (x − μ)` (LEACE), then `x' = μ + (I − VᵀV)(x₁ − μ)`."""
 

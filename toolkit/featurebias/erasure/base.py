@@ -16,7 +16,7 @@ E = TypeVar("E", bound="Eraser")
 REGISTRY: dict[str, type[Eraser]] = {}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Eraser:
     """An immutable, fitted concept eraser: `eraser(x)` or, if it needs labels, `eraser(x, z)`.
 
@@ -36,6 +36,15 @@ class Eraser:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         REGISTRY[cls.__name__] = cls
+
+    def __repr__(self) -> str:
+        # Shapes, not values: a fitted eraser holds d×d matrices.
+        def show(v):
+            return (f"<Tensor{list(v.shape)}, {str(v.dtype).removeprefix('torch.')}>"
+                    if isinstance(v, Tensor) else repr(v))
+        fields = ", ".join(f"{f.name}={show(getattr(self, f.name))}"
+                           for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({fields})"
 
     @classmethod
     def fit(cls: type[E], x, z=None, **kwargs) -> E:

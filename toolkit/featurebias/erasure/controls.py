@@ -13,7 +13,7 @@ from .base import Eraser, Fitter
 from .stats import Moments
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class IdentityEraser(Eraser):
     """`x' = x`: the control condition. Accepts (and ignores) labels."""
 
@@ -25,7 +25,7 @@ class IdentityEraser(Eraser):
         return cls()
 
 
-@dataclasses.dataclass(frozen=True, init=False)
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
 class RandomEraser(Eraser):
     """`x' = μ + (I − QQᵀ)(x − μ)` for a random orthonormal `Q [d, r]`: a rank-matched control.
 

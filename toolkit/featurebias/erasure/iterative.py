@@ -18,7 +18,7 @@ from .grouping import Groups
 from .stats import Moments
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class IterativeEraser(Eraser):
     """Moves each class of `x ∈ [0,1]^d` toward the global mean μ and covariance Σ̂.
 

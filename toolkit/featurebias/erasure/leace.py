@@ -14,7 +14,7 @@ from .linalg import EPS64, psd_eigh
 from .stats import Moments
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class LeaceEraser(Eraser):
     """`x' = x − L R (x − b)`: removes every linear trace of the concept, moving x least.
 

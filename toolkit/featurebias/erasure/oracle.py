@@ -12,7 +12,7 @@ from .base import Eraser, LabelMatrixFitter
 from .stats import Moments
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class OracleEraser(Eraser):
     """`x' = x − Σ_xz Σ_zz⁺ (z − μ_z)`: the smallest edit that decorrelates x from z.
 

@@ -15,7 +15,7 @@ from .linalg import barycenter_maps, ot_map
 from .stats import Moments
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class QuadraticEraser(Eraser):
     """`x' = μ̄ + A_z (x − μ_z)`: every class gets the same mean and covariance.
 
@@ -46,7 +46,7 @@ class QuadraticEraser(Eraser):
         return grouped_affine(x, ids, maps, shifts.to(x.dtype))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class QuadraticEditor(Eraser):
     """`editor(x, s, t) = μ_t + A_{s→t}(x − μ_s)`: class-s inputs get class t's two moments.
 
