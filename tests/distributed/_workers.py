@@ -107,6 +107,11 @@ def fit_erasers() -> dict:
                             distributed=True, progress=False)
     out["generator"] = fit(model, iter(batches), labels, _data.SITES, distributed=True,
                            progress=False)
+    # Two batches on three ranks: rank 2 runs none and joins the merge with empty fitters.
+    # Labels come with these batches, so no rank walks the others' batches.
+    pairs = list(zip(batches, labels.split(list(_data.BATCH_SIZES)), strict=True))[:2]
+    out["few_batches"] = fit(model, pairs, None, _data.SITES, num_classes=_data.K,
+                             distributed=True, progress=False)
     return out
 
 

@@ -21,12 +21,15 @@ def reference():
     erasers["sequential"] = fit_erasers(model, batches, labels, _data.SITES, sequential=True,
                                         progress=False)
     erasers["generator"] = erasers["leace"]
+    few = sum(_data.BATCH_SIZES[:2])
+    erasers["few_batches"] = fit_erasers(model, batches[:2], labels[:few], _data.SITES,
+                                         progress=False)
     acts = collect(model, batches, _data.SITES, progress=False).to_dict()
     return erasers, acts, labels
 
 
 @pytest.mark.parametrize("variant", ["leace", "qleace", "alf-qleace", "sequential",
-                                     "generator"])
+                                     "generator", "few_batches"])
 def test_fit_erasers_on_three_ranks_equals_one_process(ranks, reference, variant):
     erasers, acts, labels = reference
     for site in _data.SITES:
