@@ -26,9 +26,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Side-by-side timings against peer libraries; ratios land in benchmarks/results/.
 bench: $(STAMP)
-	$(PY) benchmarks/erasure.py
-	$(PY) benchmarks/hooks.py
+	for b in erasure hooks probes similarity training linearisation distributed; do \
+		$(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

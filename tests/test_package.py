@@ -40,3 +40,10 @@ def test_pyproject_lists_every_subpackage():
                for p in (root / "toolkit").rglob("__init__.py")} | {"featurebias.analyses"}
     assert listed == on_disk
     assert (root / "analyses" / "__init__.py").exists()
+
+
+def test_subpackages_load_on_attribute_access():
+    import importlib
+
+    for name in featurebias._SUBPACKAGES:
+        assert getattr(featurebias, name) is importlib.import_module(f"featurebias.{name}")

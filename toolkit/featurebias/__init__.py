@@ -55,11 +55,18 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+# Subpackages that `import featurebias` does not load; `featurebias.plots` etc. import them.
+_SUBPACKAGES = {"analyses", "datasets", "features", "models", "plots", "probes", "similarity",
+                "training"}
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'featurebias' has no attribute {name!r}")
 
 __all__ = [
