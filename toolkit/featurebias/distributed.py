@@ -53,11 +53,11 @@ def barrier(group=None) -> None:
 
 
 def init_from_env(backend: str | None = None) -> bool:
-    """Join the process group that `torchrun` (or SLURM's `srun` with its variables) set up.
+    """Join the process group that `torchrun` set up.
 
-    Reads `RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT` (and `LOCAL_RANK` to pick the
-    CUDA device). Returns whether this call initialised the group: False when it already was
-    or when the variables are absent (a plain single process).
+    Reads torchrun's `RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT` (and `LOCAL_RANK` to
+    pick the CUDA device). Returns whether this call initialised the group: False when it
+    already was or when the variables are absent (a plain single process).
 
     Args:
         backend: default NCCL when CUDA is available, else gloo.

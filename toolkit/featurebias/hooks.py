@@ -275,10 +275,14 @@ def fit_erasers(model: nn.Module, batches: Iterable, labels, sites: Sequence[str
     for names in _progress(rounds, progress and sequential, "sites"):
         fitters: dict[str, object] = {}
         source = _Labels(labels)
-        show = progress and _distributed.rank(group) == 0
+        show, desc = progress and _distributed.rank(group) == 0, f"fit {', '.join(names)}"
+        if shared and labels is None:  # labels come with the batches: build only this rank's
+            items = _progress(_sharding.owned(batches, group), show, desc)
+        else:  # one label tensor: every batch's size is needed for the offsets
+            items = enumerate(_progress(batches, show, desc))
         with _distributed.together("fit_erasers", group) if shared else contextlib.nullcontext():
-            for index, batch in enumerate(_progress(batches, show, f"fit {', '.join(names)}")):
-                z = source.next(batch, _batch_size(batch))  # also for others' batches: offsets
+            for index, batch in items:
+                z = source.next(batch, _batch_size(batch))
                 if shared and not _distributed.owns(index, group):
                     continue
                 with erase_at(model, erasers, labels=z):  # the earlier sites, when sequential

@@ -106,8 +106,9 @@ def _designs(raw: dict[str, tuple], group) -> list[Feature]:
 def _constant(columns: Tensor, group) -> Tensor:
     """Per column: whether it takes one value on every rank's rows (an empty rank agrees)."""
     big = torch.finfo(F64).max
-    high = columns.amax(0) if columns.shape[0] else torch.full(columns.shape[1:], -big)
-    low = columns.amin(0) if columns.shape[0] else torch.full(columns.shape[1:], big)
+    high = columns.amax(0) if columns.shape[0] else torch.full(columns.shape[1:], -big,
+                                                                 dtype=F64)
+    low = columns.amin(0) if columns.shape[0] else torch.full(columns.shape[1:], big, dtype=F64)
     high = distributed.all_reduce(high.to(F64), "max", group)
     low = distributed.all_reduce(low.to(F64), "min", group)
     return high == low, high

@@ -72,10 +72,11 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
         per_item: average the per-item ratios `1 − ‖φ_i − φ̂_i‖² / ‖φ_i‖²` instead of taking the
             ratio of sums (items with φ_i = 0 are left out).
         distributed: the items are sharded over the ranks of `group` (torch.distributed; None:
-            the default group): each rank passes its own rows of `acts` and `features`, every
-            rank gets the table of all rows, equal to one process given them all (the fit's
-            moments merge exactly). `split` indices are this rank's rows; a fraction split
-            is drawn per rank from `(seed, rank)`. A collective: every rank calls it.
+            the default group): each rank passes its own rows (at least one) of `acts` and
+            `features`, and every rank gets the table of all rows, equal to one process given
+            them all (the fit's moments merge exactly). `split` indices are this rank's rows;
+            a fraction split is drawn per rank from `(seed, rank)`. A collective: every rank
+            calls it.
 
     Returns:
         Columns `site, [step], feature, measure, value`. Per feature: measure `"r2"` and
