@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from . import _sharding, layout
 from . import distributed as _distributed
+from ._progress import tqdm
 from .errors import ConfigError, LabelError, SiteError
 from .sites import Site, resolve
 from .store import ActivationStore

@@ -26,10 +26,10 @@ from typing import NamedTuple
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import _validate as check
 from . import distributed
+from ._progress import tqdm
 from .errors import ConfigError, FeatureBiasError
 
 LAUNCHERS = ("local", "slurm", "torchrun")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import tqdm
 from ..errors import FeatureBiasError, FormatError
 from . import _formats
 from .base import TaskData, split_indices, split_sizes, take

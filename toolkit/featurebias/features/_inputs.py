@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .. import _validate as check
+from .._progress import tqdm
 from ..errors import ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
 
 RESERVED = "joint"  # the feature name of the all-features model in variance_explained

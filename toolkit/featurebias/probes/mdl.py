@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from sklearn.base import clone
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .. import _validate as check
+from .._progress import tqdm
 from ..errors import ConfigError, NonFiniteError, ShapeError
 from . import _data
 from .linear import LinearProbe

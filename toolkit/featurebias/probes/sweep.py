@@ -10,9 +10,9 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .. import _validate as check
+from .._progress import tqdm
 from ..errors import ConfigError, FeatureBiasError, LabelError, ShapeError
 from ..layout import check_reduce, rows
 from . import _data

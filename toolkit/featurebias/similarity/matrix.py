@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from .._progress import tqdm
 from ..errors import ConfigError, ShapeError
 from ._inputs import matrix
 from .measures import resolve

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .._progress import tqdm
 from ..errors import ConfigError, ShapeError
 from . import losses
 from ._data import Source, source

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .. import _validate as check
+from .._progress import tqdm
 from ..errors import ConfigError, ShapeError
 from ..probes.mdl import OnlineCode, online_codelength
 from . import losses

@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
-from tqdm.auto import tqdm
 
 from .. import _validate as check
+from .._progress import tqdm
 from ..errors import ConfigError, ShapeError
 from .linearised import (
     Linearised,
