@@ -20,7 +20,7 @@ from featurebias.plots.linearisation import k_labels, k_palette
 from ._report import Report, figure_link, markdown_table
 
 ARCH_NAMES = {"mlp": "MLP", "small_cnn": "small CNN"}
-KINDS = ("loss", "fraction", "points", "distance", "step")
+KINDS = ("loss", "fraction", "points", "number", "step")
 # Within this many accuracy points of K_ref counts as "on par" with standard training.
 ON_PAR = 0.01
 
@@ -33,7 +33,7 @@ def show(value: float, kind: str) -> str:
         return f"{value:.1%}"
     if kind == "points":
         return f"{100 * value:.1f}"
-    if kind == "distance":
+    if kind == "number":
         return f"{value:.3f}" if abs(value) >= 1e-3 else f"{value:.1e}"
     if kind == "step":
         return f"{value:.0f}"
@@ -163,7 +163,8 @@ def _performance(final: pd.DataFrame, arch: str, say: Headline) -> str:
 
     shown = pd.DataFrame({
         "K": [k_name(k) for k in m.index],
-        "feature updates U": [f"{r + 1:.0f}" for r in m.relinearisations],
+        "feature updates U": [say(arch, f"feature updates, K={k_name(k)}", r + 1, "step")
+                              for k, r in m.relinearisations.items()],
         "train loss": cells("train_loss", "train loss", "loss"),
         "test loss": cells("test_loss", "test loss", "loss"),
         "test accuracy": cells("test_accuracy", "test accuracy", "fraction"),
@@ -187,9 +188,9 @@ def _performance(final: pd.DataFrame, arch: str, say: Headline) -> str:
         on_par = [k for k, v in gap.items() if math.isfinite(k) and v <= ON_PAR]
         if on_par:
             k = max(on_par)
-            text.append(f"Already with K = {k_name(k)}, only "
-                        f"{m.relinearisations[k] + 1:.0f} feature updates, the linearised "
-                        f"model is within {ON_PAR:.0%} of {reference}.")
+            updates = show(m.relinearisations[k] + 1, "step")
+            text.append(f"Already with K = {k_name(k)}, only {updates} feature updates, the "
+                        f"linearised model is within {ON_PAR:.0%} of {reference}.")
     if math.isinf(top):
         lin, net = m.test_accuracy[top], m.network_test_accuracy[top]
         why = (": the parameters it learns serve the linear model, not the network" if
@@ -208,36 +209,36 @@ def _kernels(kernels: pd.DataFrame, arch: str, steps: int, say: Headline) -> str
     m = _means(last, ["kernel_distance", "relative_change", "alignment"])
     ref, top = m.index.min(), m.index.max()
     text = ["Distance of the final kernel to the initial one: "
-            f"{_listed(say, arch, 'final kernel distance', m.kernel_distance, 'distance')}."]
+            f"{_listed(say, arch, 'final kernel distance', m.kernel_distance, 'number')}."]
     if math.isinf(top):
         frozen = kernels[kernels.every == top].kernel_distance.max()
         text.append(f"With K = ∞ the kernel does not move: its largest distance at any logged "
-                    f"step is {say(arch, 'largest kernel distance, K=∞', frozen, 'distance')}.")
+                    f"step is {say(arch, 'largest kernel distance, K=∞', frozen, 'number')}.")
     if ref < top:
         curve = kernels[kernels.every == ref].groupby("step").kernel_distance.mean()
         half = curve.index[curve >= curve.iloc[-1] / 2][0]
-        when = ("most of the change happens early in training" if half <= steps / 10 else
-                "the kernel keeps changing through training")
         change = say(arch, f"relative change, K={k_name(ref)}", m.relative_change[ref],
-                     "distance")
+                     "number")
+        share = say(arch, f"half distance fraction, K={k_name(ref)}", half / steps, "fraction")
         text.append(f"With K = {k_name(ref)} it moves by "
-                    f"{show(m.kernel_distance[ref], 'distance')} (relative change {change}), "
+                    f"{show(m.kernel_distance[ref], 'number')} (relative change {change}), "
                     f"and half of that distance is covered by step "
                     f"{say(arch, f'half distance step, K={k_name(ref)}', half, 'step')} of "
-                    f"{steps}: {when}.")
+                    f"{steps} (the first {share} of training).")
         start = kernels[kernels.step == 0].alignment.mean()
-        end = say(arch, f"final alignment, K={k_name(ref)}", m.alignment[ref], "distance")
-        frozen = (f" ({say(arch, 'final alignment, K=∞', m.alignment[top], 'distance')} with "
+        end = say(arch, f"final alignment, K={k_name(ref)}", m.alignment[ref], "number")
+        frozen = (f" ({say(arch, 'final alignment, K=∞', m.alignment[top], 'number')} with "
                   "K = ∞)" if math.isinf(top) else "")
         trend = ("feature learning aligns the kernel with the labels" if m.alignment[ref] > start
                  else "here the kernel does not become more aligned with the labels")
         text.append(f"Kernel–target alignment starts at "
-                    f"{say(arch, 'initial alignment', start, 'distance')} and ends at {end} "
+                    f"{say(arch, 'initial alignment', start, 'number')} and ends at {end} "
                     f"with K = {k_name(ref)}{frozen}: {trend}.")
     text += ["", figure_link(f"kernels_{arch}", f"{ARCH_NAMES[arch]}: kernel distance, "
                                                  "velocity and alignment over training"),
-             "(K = ∞'s velocity is 0, below the log axis; so is a K's between two logged steps "
-             "without a feature update.)"]
+             "(`f_lin`'s kernel changes only at feature updates: velocities near 1e-14 are the "
+             "rounding error of comparing identical kernels, for K = ∞ throughout and for a "
+             "finite K between two logged steps without a feature update.)"]
     return "\n".join(text)
 
 
@@ -246,6 +247,6 @@ def _gaps(gaps: pd.DataFrame, arch: str, say: Headline) -> str:
     grows = bool((m.diff().dropna() > 0).all())
     return ("The linearisation gap `‖f(x; θ) − f_lin(x; θ)‖` (root mean square over the probe "
             "batch), measured just before each feature update (and at the end), mean over "
-            f"those measurements and seeds: {_listed(say, arch, 'mean gap', m, 'distance')}."
+            f"those measurements and seeds: {_listed(say, arch, 'mean gap', m, 'number')}."
             + (" The longer θ moves without a feature update, the further the network is from "
                "its linear model." if grows else ""))

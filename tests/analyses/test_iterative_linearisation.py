@@ -157,6 +157,7 @@ def _recomputed(report) -> dict[str, float]:
         out[f"test loss, K={_name(k)}"] = means.test_loss[k]
         out[f"test accuracy, K={_name(k)}"] = means.test_accuracy[k]
         out[f"network test accuracy, K={_name(k)}"] = means.network_test_accuracy[k]
+        out[f"feature updates, K={_name(k)}"] = 1 if math.isinf(k) else math.ceil(TINY.steps / k)
         if k != 1:
             out[f"accuracy gap, K={_name(k)}"] = means.test_accuracy[1] - means.test_accuracy[k]
         end = kernels.query("every == @k and step == @TINY.steps")
@@ -168,6 +169,7 @@ def _recomputed(report) -> dict[str, float]:
     curve = one.groupby("step").kernel_distance.mean()
     out["half distance step, K=1"] = float(next(s for s, d in curve.items()
                                                 if d >= curve.iloc[-1] / 2))
+    out["half distance fraction, K=1"] = out["half distance step, K=1"] / TINY.steps
     out["initial alignment"] = kernels.query("step == 0").alignment.mean()
     for k in (1.0, math.inf):
         out[f"final alignment, K={_name(k)}"] = kernels.query(
@@ -217,6 +219,20 @@ def _overrides(config) -> list[str]:
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         out += ["--set", f"{key}={text}"]
     return out
+
+
+def test_the_small_cnn_runs_through_the_same_grid():
+    config = dataclasses.replace(TINY, archs=("small_cnn",), every=(1, None), seeds=1,
+                                 steps=20, cnn_width=4, cnn_depth=1, probe_size=8,
+                                 kernel_logs=3, eval_every=10)
+    out = il.run(config, progress=False)
+    assert set(out.figures) == {"accuracy_vs_k", "train_loss_vs_k", "training_loss",
+                                "kernels_small_cnn"}
+    kernels = out.tables["kernels"]
+    assert set(kernels.arch) == {"small_cnn"}
+    assert kernels.query("every == inf").kernel_distance.max() < 1e-8
+    assert kernels.query("every == 1 and step == 20").kernel_distance.iloc[0] > 0
+    assert "## small CNN: accuracy and loss against K" in out.markdown()
 
 
 def test_the_job_pickles_for_worker_processes():
