@@ -70,7 +70,7 @@ def narrative(report: Report, tables: dict[str, pd.DataFrame], setting: str) -> 
                 _mdl(summary, tables["mdl"]))
     report.text("3. Learning curves", _curves(summary, tables["aulc"]))
     report.text("4. MLP against a convolutional net: difference in differences",
-                _did(tables["did"]))
+                _did(tables["did"], tables["mdl"]))
 
 
 def _erasers(erasure: pd.DataFrame) -> str:
@@ -89,7 +89,7 @@ def _erasers(erasure: pd.DataFrame) -> str:
     return f"""
 Each eraser is fitted once on the un-augmented training images (float64) and applied to every
 split. The edit, the variance left (trace of the pixel covariance, relative to the original),
-and the largest gap between a class mean and the overall mean, on the training split:{probes}
+and the largest gap between a class mean and the overall mean, on the training split.{probes}
 
 {markdown_table(shown)}
 
@@ -170,7 +170,8 @@ def _curves(summary: pd.DataFrame, aulc: pd.DataFrame) -> str:
     counts = reached["reached"].agg(["sum", "count"]).reset_index()
     counts["runs reaching it"] = [f"{int(s)}/{int(c)}" for s, c in
                                   zip(counts["sum"], counts["count"], strict=True)]
-    counts["median steps"] = reached["steps_to_threshold"].median().to_numpy()
+    counts["median steps"] = [f"{v:.0f}" if math.isfinite(v) else "never" for v in
+                              reached["steps_to_threshold"].median()]
     counts["eraser"] = counts["eraser"].map(ERASER_NAMES)
     counts["arch"] = counts["arch"].map(ARCH_NAMES)
     return f"""
@@ -187,24 +188,28 @@ Test accuracy at the end of that run:
 Steps until the validation accuracy first reaches {number(threshold)} (median over the runs
 that reach it):
 
-{markdown_table(counts[["eraser", "arch", "runs reaching it", "median steps"]], digits=0)}
+{markdown_table(counts[["eraser", "arch", "runs reaching it", "median steps"]])}
 
 {figure_link('learning_curves', 'validation loss curves')}
 """
 
 
-def _did(did: pd.DataFrame) -> str:
+def _did(did: pd.DataFrame, mdl: pd.DataFrame) -> str:
     if did.empty:
         return ("The difference in differences needs both architectures it compares in "
                 "`archs` (`did_groups`); it was not computed.")
     a, b = (ARCH_NAMES[g] for g in did[["group_a", "group_b"]].iloc[0])
-    mdl = did[did["metric"] == "bits_per_sample"]
+    saturated = set(unlearned(mdl))
     lines = []
-    for row in mdl.itertuples():
+    for row in did[did["metric"] == "bits_per_sample"].itertuples():
         z = row.value / row.se if row.se > 0 else math.nan
+        note = ""
+        if {(row.eraser, row.group_a), (row.eraser, row.group_b)} <= saturated:
+            note = ("; both erased cells sit at the uniform code, so this only restates the "
+                    "controls' gap with the sign flipped")
         lines.append(f"- {ERASER_NAMES[row.eraser]}: DiD = {number(row.value)} ± "
                      f"{number(row.se)} bits per example (value/SE = {number(z)}, "
-                     f"{row.seeds} seeds per cell)")
+                     f"{row.seeds} seeds per cell{note})")
     shown = did.assign(metric=did["metric"].map(METRIC_NAMES),
                        eraser=did["eraser"].map(ERASER_NAMES))
     return f"""
@@ -214,7 +219,8 @@ positive when erasing costs the {a} more than the {b}. The standard error is
 
 {chr(10).join(lines)}
 
-For every metric:
+For every metric (for test accuracy, where higher is better, a *negative* DiD means that
+erasing costs the {a} more):
 
 {markdown_table(shown[["metric", "eraser", "value", "se", "seeds"]])}
 

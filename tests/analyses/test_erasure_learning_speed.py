@@ -277,6 +277,34 @@ def test_whole_split_erasers_only_augment_the_batches(tmp_path):
     assert x is raw and isinstance(transform, EraseTransform)
 
 
+def _fake_cifar10(folder: Path, per_batch: int = 20) -> None:
+    """The CIFAR-10 python format (five training pickles and a test pickle), random pixels,
+    every class equally often."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", 10)]:
+        batch = {b"labels": [i % 10 for i in range(n)],
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def test_a_cifar10_folder_runs_with_crop_and_flip_before_erasure(tmp_path):
+    _fake_cifar10(tmp_path / "cifar-10-batches-py")
+    config = dataclasses.replace(
+        TINY, dataset="cifar10", data_dir=str(tmp_path), erasers=("control", "random"),
+        augment="auto", seeds=1, first_chunk=16, num_chunks=3, mdl_steps=10, curve_steps=10,
+        eval_every=5, batch_size=16, val_fraction=0.1)
+    out = els.run(config, progress=False)
+    text = " ".join(out.markdown().split())
+    assert "is augmented (`crop_flip`), then erased" in text and "3×32×32" in text
+    mdl = out.tables["mdl"]
+    assert len(mdl) == 4 and np.isfinite(mdl.bits_per_sample).all()
+    assert (mdl.n + mdl.heldout == 90).all()  # 100 training images, 10 % held out as val
+    assert out.tables["erasure"].set_index("eraser").loc["random", "rms_edit"] > 0
+    assert set(out.tables["did"]["metric"]) == {"bits_per_sample", "aulc_bits", "test_accuracy"}
+    assert set(out.figures) == FIGURES
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"erasers": ("leace", "qleace")}, "control"),
     ({"erasers": ("control", "blur")}, "erasers"),
