@@ -89,7 +89,7 @@ def figures(report: Report, tables: dict[str, pd.DataFrame], config) -> None:
                            strict=True):
             plots.kernel_distance_plot(part, y=y, log_x=True, ax=axis,
                                        legend=axis is axes[-1])
-        axes[1].set_yscale("log")  # velocities span orders of magnitude; K = ∞'s 0 is not drawn
+        axes[1].set_yscale("log")  # velocities span orders of magnitude (K = ∞: rounding, ~1e-14)
         axes[-1].get_legend().set_title("K")
         fig.suptitle(f"{ARCH_NAMES[arch]}: the empirical NTK of f_lin on the probe batch")
         report.figure(f"kernels_{arch}", fig)
@@ -171,12 +171,12 @@ def _performance(final: pd.DataFrame, arch: str, say: Headline) -> str:
         "plain network's test accuracy": cells("network_test_accuracy",
                                                "network test accuracy", "fraction"),
     })
-    reference = "standard training (K = 1)" if ref == 1 else f"the smallest K ({k_name(ref)})"
+    reference = "K = 1 (standard training)" if ref == 1 else f"K = {k_name(ref)}, the smallest K"
     worst = m.train_loss.idxmax()
     text = [markdown_table(shown), "",
-            f"The highest final training loss is K = {k_name(worst)}'s "
-            f"({show(m.train_loss[worst], 'loss')}, against {show(m.train_loss[ref], 'loss')} "
-            f"for {reference})."]
+            f"The highest final training loss is K = {k_name(worst)}'s: "
+            f"{show(m.train_loss[worst], 'loss')}, against {show(m.train_loss[ref], 'loss')} "
+            f"for {reference}."]
     gap = m.test_accuracy[ref] - m.test_accuracy[m.index != ref]
     if len(gap):
         steady = bool((gap.diff().dropna() >= 0).all())
@@ -190,7 +190,8 @@ def _performance(final: pd.DataFrame, arch: str, say: Headline) -> str:
             k = max(on_par)
             updates = show(m.relinearisations[k] + 1, "step")
             text.append(f"Already with K = {k_name(k)}, only {updates} feature updates, the "
-                        f"linearised model is within {ON_PAR:.0%} of {reference}.")
+                        f"linearised model's test accuracy is within {100 * ON_PAR:g} percentage "
+                        f"point of {reference}'s.")
     if math.isinf(top):
         lin, net = m.test_accuracy[top], m.network_test_accuracy[top]
         why = (": the parameters it learns serve the linear model, not the network" if
