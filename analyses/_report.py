@@ -29,6 +29,11 @@ class Report:
         return frame
 
     def figure(self, name: str, fig) -> None:
+        import matplotlib.pyplot as plt
+
+        # Out of pyplot's registry (the report holds it, and saves it later): an analysis
+        # makes dozens of figures, and pyplot would keep every one alive and warn.
+        plt.close(fig)
         self.figures[_slug(name)] = fig
 
     def text(self, heading: str, markdown: str) -> None:
