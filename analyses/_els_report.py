@@ -207,9 +207,10 @@ def _did(did: pd.DataFrame, mdl: pd.DataFrame) -> str:
         if {(row.eraser, row.group_a), (row.eraser, row.group_b)} <= saturated:
             note = ("; both erased cells sit at the uniform code, so this only restates the "
                     "controls' gap with the sign flipped")
-        lines.append(f"- {ERASER_NAMES[row.eraser]}: DiD = {number(row.value)} ± "
-                     f"{number(row.se)} bits per example (value/SE = {number(z)}, "
-                     f"{row.seeds} seeds per cell{note})")
+        spread = (f"value/SE = {number(z)}, {row.seeds} seeds per cell" if math.isfinite(z)
+                  else "no standard error: one seed in a cell")
+        lines.append(f"- {ERASER_NAMES[row.eraser]}: DiD = {mean_se(row.value, row.se)} bits "
+                     f"per example ({spread}{note})")
     shown = did.assign(metric=did["metric"].map(METRIC_NAMES),
                        eraser=did["eraser"].map(ERASER_NAMES))
     return f"""

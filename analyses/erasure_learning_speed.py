@@ -30,7 +30,7 @@ from featurebias.training import sweep
 from . import _els_tables as tables_
 from ._els_jobs import ARCHS, cell, save_data, save_erased, split_tables
 from ._els_report import ARCH_NAMES, ERASER_NAMES, figures, narrative
-from ._report import Report
+from ._report import Report, writable_folder
 
 ERASERS = ("control", "leace", "orth", "oracle", "qleace", "alf-qleace", "iterative", "random")
 DATASETS = ("digits", "cifar10", "svhn")
@@ -49,12 +49,16 @@ class Config:
     seeds: int = 2
     workers: int = 2
     device: str = "cpu"
+    cache_dir: str | None = None
     """The grid and where it runs: erasers (`erase_dataset` names; "control" is required, it
     is what the others are compared with; also "orth", "oracle", "iterative", "random"),
-    architectures (any of "mlp", "resmlp", "lenet", "small_cnn"), the first seed and how many
-    seeds (seed, seed + 1, ...; each seeds the model, batch order, augmentation and the MDL's
-    example order), parallel worker processes, and the torch device models train on. The
-    paper: 5 seeds."""
+    architectures (any of "mlp", "resmlp", "lenet", "small_cnn"), the first seed (it also
+    draws the data splits and the random-subspace control) and how many seeds (seed,
+    seed + 1, ...; each seeds the model, batch order, augmentation and the MDL's example
+    order), parallel worker processes (local, one torch thread each), the torch
+    device models train on, and the folder under which the fitted erasers and erased splits
+    are passed to the workers (None: the system's temporary folder; CIFAR-10 needs about
+    1 GB per eraser). The paper: 5 seeds."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -223,7 +227,8 @@ def run(config: Config, *, progress: bool = True) -> Report:
     seeds = list(range(config.seed, config.seed + config.seeds))
     shown = {"original": task.test[0][:config.images]}
     rows = []
-    with tempfile.TemporaryDirectory(prefix="featurebias-els-") as cache:
+    parent = None if config.cache_dir is None else writable_folder(config.cache_dir)
+    with tempfile.TemporaryDirectory(prefix="featurebias-els-", dir=parent) as cache:
         save_data(Path(cache), task)
         for name in tqdm(config.erasers, desc="fitting erasers", disable=not progress):
             erased = erase_dataset(task, name, seed=config.seed)

@@ -293,8 +293,9 @@ def test_a_cifar10_folder_runs_with_crop_and_flip_before_erasure(tmp_path):
     config = dataclasses.replace(
         TINY, dataset="cifar10", data_dir=str(tmp_path), erasers=("control", "random"),
         augment="auto", seeds=1, first_chunk=16, num_chunks=3, mdl_steps=10, curve_steps=10,
-        eval_every=5, batch_size=16, val_fraction=0.1)
+        eval_every=5, batch_size=16, val_fraction=0.1, cache_dir=str(tmp_path / "cache"))
     out = els.run(config, progress=False)
+    assert not any((tmp_path / "cache").iterdir())  # the erased splits are cleaned up
     text = " ".join(out.markdown().split())
     assert "is augmented (`crop_flip`), then erased" in text and "3×32×32" in text
     mdl = out.tables["mdl"]
