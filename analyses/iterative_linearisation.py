@@ -41,11 +41,14 @@ class Config:
     seed: int = 0
     seeds: int = 2
     workers: int = 2
+    launcher: str = "local"
     device: str = "cpu"
     """The grid and where it runs: the K values (steps between feature updates; None is
     never, K = ∞), architectures ("mlp", "small_cnn"), the first seed and how many seeds
     (seed, seed + 1, ...; each seeds the model's initialisation and the batch order), parallel
-    worker processes (one torch thread each; 1 runs here), and the torch device. The paper:
+    jobs (local processes with one torch thread each, 1 runs here; or SLURM jobs at a time),
+    where the jobs run ("local" or "slurm" through submitit: `featurebias run ... --launcher
+    slurm`), and the torch device. The paper:
     K = 1 against K ≈ 10⁴–10⁶, a handful of feature updates per run."""
 
     dataset: str = "digits"
@@ -101,6 +104,8 @@ class Config:
         if not self.archs or len(set(self.archs)) != len(self.archs) or not set(
                 self.archs) <= set(ARCHS):
             raise ConfigError(f"archs must be distinct names from {ARCHS}, got {self.archs}")
+        if self.launcher not in ("local", "slurm"):
+            raise ConfigError(f"launcher must be 'local' or 'slurm', got {self.launcher!r}")
         for name in ("seeds", "workers", "cnn_width", "cnn_depth", "steps", "batch_size",
                      "eval_every", "probe_size"):
             _integer(self, name)
@@ -158,7 +163,7 @@ def run(config: Config, *, progress: bool = True) -> Report:
     frame = sweep(functools.partial(cell, config=config),
                   {"every": list(config.every), "arch": list(config.archs),
                    "seed": list(range(config.seed, config.seed + config.seeds))},
-                  workers=config.workers, progress=progress)
+                  workers=config.workers, launcher=config.launcher, progress=progress)
     tables = split_tables(frame)
     report = Report("Iterative linearisation: how often must features change?")
     for name in ("final", "kernels", "curves", "gaps"):

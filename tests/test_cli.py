@@ -46,3 +46,11 @@ def test_unwritable_output_folder_fails_before_any_work(capsys, tmp_path):
     blocker.write_text("")
     assert main(["demo", "--out", str(blocker / "run")]) == 2
     assert "cannot write to output folder" in capsys.readouterr().err
+
+
+def test_slurm_launcher_reaches_the_analysis_and_needs_submitit(capsys, tmp_path):
+    code = main(["run", "iterative_linearisation", "--launcher", "slurm", "--set", "steps=2",
+                 "--set", "seeds=1", "--set", "every=1", "--set", "kernel_logs=2",
+                 "--out", str(tmp_path)])
+    assert code == 2
+    assert "submitit" in capsys.readouterr().err
