@@ -18,6 +18,7 @@ from featurebias.training import TrainConfig
 
 from . import _demo_erasure as erasure
 from . import _demo_representation as rep
+from . import erasure_learning_speed as els
 from ._report import Report, figure_link, markdown_table
 
 
@@ -41,8 +42,9 @@ class Config:
     probe_folds: int = 3
     components: int = 6
     erase_layer: int = 1  # MLP layer (0-based) where the easy feature is erased
-    # Step 4: learning speed on erased digits (0 seeds skips it).
+    # Step 4: learning speed on erased digits (0 seeds skips it; `speed_tiny` for tests).
     speed_seeds: int = 2
+    speed_tiny: bool = False
 
     def __post_init__(self) -> None:
         if len(self.sizes) != 3 or min(self.sizes) < 16:
@@ -62,7 +64,7 @@ def tiny() -> Config:
     """Seconds-long settings for tests."""
     return Config(sizes=(512, 256, 256), mlp_hidden=(32, 32, 32), mlp_steps=300, d_model=32,
                   n_layers=2, transformer_steps=300, checkpoints=4, probe_folds=2,
-                  components=3, speed_seeds=1)
+                  components=3, speed_seeds=2, speed_tiny=True)
 
 
 def run(config: Config, *, progress: bool = True) -> Report:
@@ -101,7 +103,23 @@ def run(config: Config, *, progress: bool = True) -> Report:
         erased_probes.query("probe == 'linear'"), hue="eraser", style="feature",
         title=f"Linear probes after erasing 'easy' at {site}"))
     _narrate_erasure(report, site, erased_probes, outputs)
+    if config.speed_seeds:
+        _learning_speed(report, config, progress)
     return report
+
+
+def _learning_speed(report: Report, config: Config, progress: bool) -> None:
+    """Step 4: the `erasure_learning_speed` analysis at demo size, merged into this report."""
+    speed_config = (dataclasses.replace(els.tiny(), seeds=config.speed_seeds)
+                    if config.speed_tiny else els.demo_config(config.speed_seeds))
+    speed = els.run(dataclasses.replace(speed_config, seed=config.seed), progress=progress)
+    clash = (set(speed.tables) & set(report.tables)) | (set(speed.figures) & set(report.figures))
+    if clash:  # the merged report links figures and tables by name
+        raise RuntimeError(f"demo and erasure_learning_speed both produce {sorted(clash)}")
+    report.tables.update(speed.tables)
+    report.figures.update(speed.figures)
+    body = "\n\n".join(f"### {heading}\n\n{text}" for heading, text in speed.sections)
+    report.text("4. Training on erased digits: how much slower do networks learn?", body)
 
 
 def _final_accuracy(curves, model: str) -> dict[str, float]:

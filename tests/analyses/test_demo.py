@@ -28,7 +28,7 @@ def test_writes_report_figures_tables_and_config(out):
     report = (out / "report.md").read_text()
     figures = sorted(p.stem for p in (out / "figures").glob("*.png"))
     assert {"variance_by_layer_MLP", "variance_over_training", "probe_accuracy", "cka",
-            "pc_attribution", "erasure_probes"} <= set(figures)
+            "pc_attribution", "erasure_probes", "mdl", "erased_images"} <= set(figures)
     for name in figures:  # every figure is embedded and is a real image
         assert f"figures/{name}.png" in report
         image = mpimg.imread(out / "figures" / f"{name}.png")
@@ -64,3 +64,11 @@ def test_erasure_removes_the_linear_trace_at_the_erased_layer(out):
     by = linear[linear.site == site].groupby("eraser").accuracy.mean()
     assert by["none"] > 0.9
     assert by["LEACE"] < by["none"] - 0.25
+
+
+def test_step_four_leace_lengthens_the_code_on_erased_digits(out):
+    report = (out / "report.md").read_text()
+    assert "## 4. Training on erased digits" in report
+    mdl = pd.read_csv(out / "tables" / "mdl.csv").query("arch == 'mlp'")
+    by = mdl.groupby("eraser").bits_per_sample.mean()
+    assert by["leace"] > by["control"] + 0.5
