@@ -189,8 +189,12 @@ def require_varying(features: list[Feature], rows: Tensor, where: str) -> None:
                              "two values there (use another split or seed)")
 
 
-def split_rows(n: int, split, seed, in_sample: bool) -> tuple[Tensor, Tensor]:
-    """Fit and test row indices (CPU int64, sorted); both all rows when `in_sample`."""
+def split_rows(n: int, split, seed, in_sample: bool, *,
+               min_rows: int = 2) -> tuple[Tensor, Tensor]:
+    """Fit and test row indices (CPU int64, sorted); both all rows when `in_sample`.
+
+    `seed` is an int or a `torch.Generator`; each side must keep `min_rows` rows.
+    """
     if in_sample:
         rows = torch.arange(n)
         fit, test = rows, rows
@@ -211,9 +215,9 @@ def split_rows(n: int, split, seed, in_sample: bool) -> tuple[Tensor, Tensor]:
     else:
         raise ConfigError(f"split is {split!r}; expected a fraction in (0, 1) or a pair "
                           "(fit_idx, test_idx)")
-    if fit.numel() < 2 or test.numel() < 2:
+    if fit.numel() < min_rows or test.numel() < min_rows:
         raise ShapeError(f"the split leaves {fit.numel()} fit and {test.numel()} test rows of "
-                         f"{n}; expected at least 2 of each")
+                         f"{n}; expected at least {min_rows} of each")
     return fit, test
 
 

@@ -22,7 +22,7 @@ from .. import _validate as check
 from .. import distributed
 from ..erasure.stats import Moments
 from ..errors import ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
-from ._inputs import RESERVED, Feature, _indices, activation_blocks, frame, progress_bar
+from ._inputs import RESERVED, Feature, activation_blocks, frame, progress_bar, split_rows
 from ._linear import RTOL
 
 F64 = torch.float64
@@ -124,27 +124,11 @@ def _check_varying(feats: list[Feature], rows: Tensor | None, where: str, group)
 
 def _split(n: int, split, seed, in_sample: bool, group) -> tuple[Tensor, Tensor]:
     """This rank's fit and test rows; a fraction split is drawn per rank (seed, rank)."""
-    if in_sample:
-        rows = torch.arange(n)
-        fit, test = rows, rows
-    elif isinstance(split, numbers.Real) and not isinstance(split, bool):
-        if not 0 < split < 1:
-            raise ConfigError(f"split is {split!r}; expected a fraction in (0, 1) of rows to "
-                              "fit on, or (fit_idx, test_idx)")
-        seed = check.positive_int(seed, "seed", minimum=0)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + distributed.rank(group))
-        perm = torch.randperm(n, generator=gen)
-        n_fit = int(round(split * n))
-        fit, test = perm[:n_fit].sort().values, perm[n_fit:].sort().values
-    elif isinstance(split, (tuple, list)) and len(split) == 2:
-        fit, test = _indices(split[0], n, "fit_idx"), _indices(split[1], n, "test_idx")
-        if bool(torch.isin(fit, test).any()):
-            raise ConfigError("fit_idx and test_idx share rows; expected disjoint splits (use "
-                              "in_sample=True to fit and score on the same rows)")
-    else:
-        raise ConfigError(f"split is {split!r}; expected a fraction in (0, 1) or a pair "
-                          "(fit_idx, test_idx) of this rank's rows")
-    return fit, test
+    if isinstance(split, numbers.Real) and not isinstance(split, bool) and not in_sample:
+        seed = torch.Generator().manual_seed(
+            check.positive_int(seed, "seed", minimum=0) * 1_000_003 + distributed.rank(group))
+    # A rank may hold few rows: the all-rank totals are checked after the reduction.
+    return split_rows(n, split, seed, in_sample, min_rows=0)
 
 
 def _block_sums(h: Tensor, design: Tensor, columns: list[list[int]], fit: Tensor, test: Tensor,
