@@ -1,13 +1,16 @@
-"""Helpers shared by the analyses: a trained model with its activations, and features by name."""
+"""Helpers shared by the analyses: the image datasets, a trained model with its activations,
+and features by name."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from featurebias.datasets import TaskData
+from featurebias.datasets import TaskData, cifar10, digits, svhn
+from featurebias.datasets.base import split_indices, take
 from featurebias.hooks import collect
 from featurebias.training import TrainResult
 
@@ -52,3 +55,21 @@ def test_features(task: TaskData) -> dict[str, Tensor]:
     if task.info.get("format") == "sequence":
         y = y[:, list(task.info["output_positions"])]
     return {name: y[:, j] for j, name in enumerate(task.feature_names)}
+
+
+def load_image_task(config) -> TaskData:
+    """`config.dataset`: "digits" (embedded) or "cifar10"/"svhn" read from `config.data_dir`,
+    split with `config.seed`, the training rows capped at `config.max_train` (stratified)."""
+    if config.dataset == "digits":
+        task = digits(val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                      seed=config.seed)
+    else:
+        loader = cifar10 if config.dataset == "cifar10" else svhn
+        task = loader(Path(config.data_dir), val_fraction=config.val_fraction,
+                      seed=config.seed, progress=False)
+    n = len(task.train[1])
+    if config.max_train is not None and config.max_train < n:
+        keep, _ = split_indices(n, (config.max_train, n - config.max_train), seed=config.seed,
+                                stratify=task.train[1])
+        task = dataclasses.replace(task, train=take(task.train, keep))
+    return task

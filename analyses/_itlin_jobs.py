@@ -8,23 +8,22 @@ the config crosses the process boundary. The probe batch and the data split depe
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from featurebias import models
-from featurebias.datasets import TaskData, cifar10, digits, svhn
-from featurebias.datasets.base import split_indices, take
+from featurebias.datasets import TaskData
 from featurebias.training import (
     KernelLogger,
     LinearisedTrainer,
     TrainConfig,
     checkpoint_steps,
 )
+
+from ._common import load_image_task
 
 ARCHS = ("mlp", "small_cnn")
 # What each run returns, by table; `split_tables` takes the stacked rows apart again.
@@ -41,20 +40,8 @@ KEYS = ["every", "arch", "seed"]
 
 
 def load_task(config) -> TaskData:
-    """The configured dataset (split with `config.seed`), training rows capped at `max_train`."""
-    if config.dataset == "digits":
-        task = digits(val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                      seed=config.seed)
-    else:
-        loader = cifar10 if config.dataset == "cifar10" else svhn
-        task = loader(Path(config.data_dir), val_fraction=config.val_fraction,
-                      seed=config.seed, progress=False)
-    n = len(task.train[1])
-    if config.max_train is not None and config.max_train < n:
-        keep, _ = split_indices(n, (config.max_train, n - config.max_train), seed=config.seed,
-                                stratify=task.train[1])
-        task = dataclasses.replace(task, train=take(task.train, keep))
-    return task
+    """The configured dataset (see `_common.load_image_task`)."""
+    return load_image_task(config)
 
 
 def probe_batch(task: TaskData, size: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -22,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from featurebias.datasets import TaskData, cifar10, digits, erase_dataset, svhn
-from featurebias.datasets.base import split_indices, take
+from featurebias.datasets import TaskData, erase_dataset
 from featurebias.errors import ConfigError
 from featurebias.training import sweep
 
 from . import _els_tables as tables_
+from ._common import load_image_task
 from ._els_jobs import ARCHS, cell, save_data, save_erased, split_tables
 from ._els_report import ARCH_NAMES, ERASER_NAMES, figures, narrative
 from ._report import Report, writable_folder
@@ -192,21 +192,9 @@ def demo_config(seeds: int) -> Config:
                   num_chunks=6, mdl_steps=500, curve_steps=300)
 
 
-def load_task(config: Config) -> TaskData:
-    """The configured dataset, its training split capped at `max_train` rows."""
-    if config.dataset == "digits":
-        task = digits(val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                      seed=config.seed)
-    else:
-        loader = cifar10 if config.dataset == "cifar10" else svhn
-        task = loader(Path(config.data_dir), val_fraction=config.val_fraction,
-                      seed=config.seed, progress=False)
-    if config.max_train is not None and config.max_train < len(task.train[1]):
-        n = len(task.train[1])
-        keep, _ = split_indices(n, (config.max_train, n - config.max_train), seed=config.seed,
-                                stratify=task.train[1])
-        task = dataclasses.replace(task, train=take(task.train, keep))
-    return task
+def load_task(config) -> TaskData:
+    """The configured dataset (see `_common.load_image_task`)."""
+    return load_image_task(config)
 
 
 def augmentation(config: Config) -> str | None:
