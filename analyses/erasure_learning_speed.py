@@ -48,6 +48,7 @@ class Config:
     seed: int = 0
     seeds: int = 2
     workers: int = 2
+    launcher: str = "local"
     device: str = "cpu"
     cache_dir: str | None = None
     """The grid and where it runs: erasers (`erase_dataset` names; "control" is required, it
@@ -55,10 +56,12 @@ class Config:
     architectures (any of "mlp", "resmlp", "lenet", "small_cnn"), the first seed (it also
     draws the data splits and the random-subspace control) and how many seeds (seed,
     seed + 1, ...; each seeds the model, batch order, augmentation and the MDL's example
-    order), parallel worker processes (local, one torch thread each), the torch
-    device models train on, and the folder under which the fitted erasers and erased splits
-    are passed to the workers (None: the system's temporary folder; CIFAR-10 needs about
-    1 GB per eraser). The paper: 5 seeds."""
+    order), parallel jobs (local processes with one torch thread each, or SLURM jobs at a
+    time), where the jobs run ("local", or "slurm" through submitit: `featurebias run ...
+    --launcher slurm`), the torch device models train on, and the folder under which the
+    fitted erasers and erased splits are passed to the jobs (None: the system's temporary
+    folder; on SLURM it must be a folder every node sees; CIFAR-10 needs about 1 GB per
+    eraser). The paper: 5 seeds."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -125,6 +128,11 @@ class Config:
             raise ConfigError(f"erasers must include 'control' (what every eraser is compared "
                               f"with), got {self.erasers}")
         _names(self.archs, "archs", ARCHS)
+        if self.launcher not in ("local", "slurm"):
+            raise ConfigError(f"launcher must be 'local' or 'slurm', got {self.launcher!r}")
+        if self.launcher == "slurm" and self.cache_dir is None:
+            raise ConfigError("launcher='slurm' needs cache_dir, a folder every node can read "
+                              "(the jobs load the erased data from it)")
         _names(self.did_groups, "did_groups", ARCHS)
         if len(self.did_groups) != 2:
             raise ConfigError(f"did_groups must name two architectures, got {self.did_groups}")
@@ -226,7 +234,8 @@ def run(config: Config, *, progress: bool = True) -> Report:
             shown[name] = erased.test[0][:config.images]
         frame = sweep(functools.partial(cell, config=config, cache=cache),
                       {"eraser": list(config.erasers), "arch": list(config.archs),
-                       "seed": seeds}, workers=config.workers, progress=progress)
+                       "seed": seeds}, workers=config.workers, launcher=config.launcher,
+                      progress=progress)
     tables = split_tables(frame, tables_.KEYS)
     tables["erasure"] = pd.DataFrame(rows)
     tables["aulc"] = tables_.learning_speed(tables["curves"], config.threshold)

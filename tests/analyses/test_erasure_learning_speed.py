@@ -325,6 +325,8 @@ def test_a_cifar10_folder_runs_with_crop_and_flip_before_erasure(tmp_path):
     ({"lr": 0.0}, "lr"),
     ({"device": "tpu"}, "device"),
     ({"mlp_hidden": ()}, "mlp_hidden"),
+    ({"launcher": "ssh"}, "launcher"),
+    ({"launcher": "slurm"}, "cache_dir"),
 ])
 def test_nonsense_configs_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
