@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from featurebias._progress import tqdm
 from featurebias.datasets import TaskData, erase_dataset
 from featurebias.errors import ConfigError
 from featurebias.training import sweep

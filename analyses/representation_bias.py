@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from featurebias._progress import tqdm
 from featurebias.datasets.images import PALETTE, SHAPES
 from featurebias.errors import ConfigError
 
