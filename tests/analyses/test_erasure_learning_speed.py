@@ -15,7 +15,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -51,12 +50,8 @@ FIGURES = {"mdl", "mdl_chunks", "learning_curves", "did", "erased_images"}
 
 
 @pytest.fixture(scope="module")
-def report():
-    state = torch.random.get_rng_state()
-    out = els.run(TINY, progress=False)
-    # Everything is seeded from the config; the caller's global RNG is left alone.
-    assert torch.equal(torch.random.get_rng_state(), state)
-    return out
+def report(analysis_checks):
+    return analysis_checks.run(els.run, TINY)
 
 
 def _means(frame: pd.DataFrame, value: str) -> pd.Series:
@@ -185,16 +180,9 @@ def test_every_figure_is_drawn_and_linked(report):
         assert f"(figures/{name}.png)" in text, name
 
 
-def test_write_produces_png_images_and_csv_tables(report, tmp_path):
-    path = report.write(tmp_path)
+def test_write_produces_png_images_and_csv_tables(report, tmp_path, analysis_checks):
+    path = analysis_checks.written(report, tmp_path, FIGURES)
     assert path.read_text() == report.markdown()
-    for name in FIGURES:
-        image = mpimg.imread(tmp_path / "figures" / f"{name}.png")
-        assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50, name
-        assert image[..., :3].std() > 0.01, f"{name} is blank"
-    for name, frame in report.tables.items():
-        back = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
-        assert list(back.columns) == list(frame.columns) and len(back) == len(frame)
 
 
 def test_cli_runs_it_with_the_same_results(report, tmp_path):

@@ -12,7 +12,6 @@ import pickle
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -43,12 +42,8 @@ FIGURES = {"accuracy_vs_k", "train_loss_vs_k", "training_loss", "kernels_mlp"}
 
 
 @pytest.fixture(scope="module")
-def report():
-    state = torch.random.get_rng_state()
-    out = il.run(TINY, progress=False)
-    # Everything is seeded from the config; the caller's global RNG is left alone.
-    assert torch.equal(torch.random.get_rng_state(), state)
-    return out
+def report(analysis_checks):
+    return analysis_checks.run(il.run, TINY)
 
 
 def _name(k: float) -> str:
@@ -199,26 +194,11 @@ def test_narrative_verdicts_follow_the_numbers(report):
     assert ("does not close steadily" in text) == (not steady)
 
 
-def test_write_produces_readable_pngs_tables_and_links(report, tmp_path):
-    path = report.write(tmp_path)
+def test_write_produces_readable_pngs_tables_and_links(report, tmp_path, analysis_checks):
+    path = analysis_checks.written(report, tmp_path, FIGURES)
     assert path == tmp_path / "report.md"
-    for name in FIGURES:
-        image = mpimg.imread(tmp_path / "figures" / f"{name}.png")
-        assert image.ndim == 3 and min(image.shape[:2]) > 50, name
-        assert float(image[..., :3].std()) > 0.01, f"{name} is blank"
-    for name, frame in report.tables.items():
-        back = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
-        assert list(back.columns) == list(frame.columns) and len(back) == len(frame)
     # K = ∞ survives the CSV round trip as a number.
     assert math.inf in set(pd.read_csv(tmp_path / "tables" / "final.csv").every)
-
-
-def _overrides(config) -> list[str]:
-    out = []
-    for key, value in as_dict(config).items():
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        out += ["--set", f"{key}={text}"]
-    return out
 
 
 def test_the_small_cnn_runs_through_the_same_grid():
@@ -242,10 +222,12 @@ def test_the_job_pickles_for_worker_processes():
     assert back.func is il.cell and back.keywords["config"] == il.Config()
 
 
-def test_cli_runs_the_tiny_settings_and_reproduces_the_numbers(report, tmp_path):
+def test_cli_runs_the_tiny_settings_and_reproduces_the_numbers(report, tmp_path,
+                                                               analysis_checks):
     # Seed 0 of K = 1 and K = ∞ only, to keep the test fast.
     config = dataclasses.replace(TINY, every=(1, None), seeds=1)
-    argv = ["run", "iterative_linearisation", *_overrides(config), "--no-progress",
+    argv = ["run", "iterative_linearisation", *analysis_checks.overrides(config),
+            "--no-progress",
             "--out", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "report.md").read_text().startswith("# Iterative linearisation")

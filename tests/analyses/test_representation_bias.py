@@ -9,11 +9,9 @@ import json
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from featurebias.analyses import representation_bias as rb  # noqa: E402
 from featurebias.analyses._config import as_dict  # noqa: E402
@@ -51,12 +49,8 @@ FIGURES = {"complexity_by_layer", "complexity_over_training", "complexity_pcs",
 
 
 @pytest.fixture(scope="module")
-def report():
-    state = torch.random.get_rng_state()
-    out = rb.run(TINY, progress=False)
-    # Everything is seeded from the config; the caller's global RNG is left alone.
-    assert torch.equal(torch.random.get_rng_state(), state)
-    return out
+def report(analysis_checks):
+    return analysis_checks.run(rb.run, TINY)
 
 
 def _r2(frame: pd.DataFrame, **equal) -> pd.Series:
@@ -148,30 +142,16 @@ def test_narrative_numbers_match_the_tables(report):
         assert show(value, kind) in text, quantity
 
 
-def test_write_produces_readable_pngs_tables_and_links(report, tmp_path):
-    path = report.write(tmp_path)
+def test_write_produces_readable_pngs_tables_and_links(report, tmp_path, analysis_checks):
+    path = analysis_checks.written(report, tmp_path, FIGURES)
     assert path == tmp_path / "report.md"
-    for name in FIGURES:
-        image = mpimg.imread(tmp_path / "figures" / f"{name}.png")
-        assert image.ndim == 3 and min(image.shape[:2]) > 50, name
-        assert float(image[..., :3].std()) > 0.01, f"{name} is blank"
-    for name, frame in report.tables.items():
-        back = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
-        assert list(back.columns) == list(frame.columns) and len(back) == len(frame)
 
 
-def _overrides(config) -> list[str]:
-    out = []
-    for key, value in as_dict(config).items():
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        out += ["--set", f"{key}={text}"]
-    return out
-
-
-def test_cli_runs_the_tiny_settings_and_reproduces_the_same_numbers(report, tmp_path):
+def test_cli_runs_the_tiny_settings_and_reproduces_the_same_numbers(report, tmp_path,
+                                                                   analysis_checks):
     # The MLP experiments only, to keep the test fast; seeds and sizes are the tiny ones.
     config = dataclasses.replace(TINY, experiments=("complexity",))
-    argv = ["run", "representation_bias", *_overrides(config), "--no-progress",
+    argv = ["run", "representation_bias", *analysis_checks.overrides(config), "--no-progress",
             "--out", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "report.md").read_text().startswith("# Representation bias")

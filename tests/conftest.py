@@ -1,4 +1,8 @@
-"""One torch thread per dataset test: the tensors are small."""
+"""Every test runs with one torch thread (restored afterwards).
+
+The test problems are small: a second thread only adds synchronisation, which on a shared
+2-core machine can cost more than the work itself.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import torch
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    # A second thread only adds synchronisation on these sizes, and the machine is shared.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
