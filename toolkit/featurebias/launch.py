@@ -16,6 +16,7 @@ first columns.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pickle
 import traceback
@@ -143,11 +144,13 @@ def _failure(error: BaseException, text: str | None = None) -> _Failure:
     return _Failure(f"{type(error).__name__}: {error}", text)
 
 
-def _inline(fn, jobs: list[dict], on_error: str, bar) -> list:
+def _inline(fn, jobs: list[dict], on_error: str, bar, guard=None) -> list:
+    """Run the jobs here, one after the other; `guard(what)` wraps each (a context manager)."""
     outcomes = []
     for params in jobs:
         try:
-            outcomes.append(fn(**params))
+            with guard(f"job {params}") if guard else contextlib.nullcontext():
+                outcomes.append(fn(**params))
         except Exception as e:
             if on_error == "raise":
                 raise _job_error(params, e) from e
@@ -222,17 +225,8 @@ def _torchrun(fn, jobs: list[dict], on_error: str, bar) -> list:
     if not distributed.is_distributed():
         raise ConfigError("launcher='torchrun' runs inside a torch.distributed process group; "
                           "start the command with torchrun (featurebias run joins its group)")
-    outcomes = []
-    for params in jobs:
-        try:
-            with distributed.together(f"job {params}"):  # fails on every rank, or on none
-                outcomes.append(fn(**params))
-        except Exception as e:
-            if on_error == "raise":
-                raise _job_error(params, e) from e
-            outcomes.append(_failure(e))
-        bar.update()
-    return outcomes
+    # Every rank runs every job; a job fails on every rank, or on none.
+    return _inline(fn, jobs, on_error, bar, guard=distributed.together)
 
 
 def _gather(jobs: list[dict], outcomes: list, on_error: str) -> Jobs:
