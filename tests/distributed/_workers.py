@@ -43,6 +43,7 @@ def everything(folder: str) -> dict:
     out["fit_erasers"] = fit_erasers()
     out["collect"] = collect(Path(folder) / "acts")
     out["errors"] = errors()
+    out["jobs"] = jobs()
     if regroup(2):
         out["train"] = train()
     return out
@@ -143,6 +144,22 @@ def collect(folder: Path) -> dict:
             "completed": sorted(reopened.completed), "again_completed": sorted(again.completed),
             "memory": sorted(memory.completed), "memory_rows": memory.to_dict(),
             "entries": sorted(os.listdir(folder))}
+
+
+def square_unless_rank_1_fails(i: int) -> dict:
+    if i == 1 and distributed.rank() == 1:
+        raise ValueError("job 1 broke on rank 1")
+    return {"value": i * i}
+
+
+def jobs() -> dict:
+    """The torchrun launcher: every rank runs every job; a job failing on one rank fails on all."""
+    from featurebias.launch import run_jobs
+
+    frame, failures = run_jobs(square_unless_rank_1_fails, [{"i": i} for i in range(3)],
+                               launcher="torchrun", on_error="keep", progress=False)
+    return {"values": frame["value"].tolist(), "failed": failures["i"].tolist(),
+            "errors": failures["error"].tolist()}
 
 
 def _error_text(fn) -> str | None:

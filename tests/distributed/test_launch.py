@@ -74,3 +74,11 @@ def test_bad_calls_are_config_errors(jobs, kwargs, match):
     fn = kwargs.pop("fn", _jobs.square)
     with pytest.raises(ConfigError, match=match):
         run_jobs(fn, jobs, progress=False, **kwargs)
+
+
+def test_torchrun_launcher_runs_every_job_on_every_rank_and_fails_a_job_everywhere(ranks):
+    for r in ranks:
+        assert r["jobs"]["values"] == [0, 4]
+        assert r["jobs"]["failed"] == [1]
+    assert ranks[1]["jobs"]["errors"] == ["ValueError: job 1 broke on rank 1"]
+    assert all("failed on rank 1" in r["jobs"]["errors"][0] for r in (ranks[0], ranks[2]))

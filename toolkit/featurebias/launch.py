@@ -150,7 +150,10 @@ def _inline(fn, jobs: list[dict], on_error: str, bar, guard=None) -> list:
     for params in jobs:
         try:
             with guard(f"job {params}") if guard else contextlib.nullcontext():
-                outcomes.append(fn(**params))
+                result = fn(**params)
+            # Appended only after the guard: it may raise for another rank's failure after
+            # this rank's job succeeded, and the job must then count once, as failed.
+            outcomes.append(result)
         except Exception as e:
             if on_error == "raise":
                 raise _job_error(params, e) from e
