@@ -239,6 +239,18 @@ def _indices(idx, n: int, name: str) -> Tensor:
     return t
 
 
+def variance_rows(key: tuple, feats: list, r2: dict) -> list[tuple]:
+    """`variance_explained`'s rows of one block: per feature "r2" and "unique", the joint
+    "r2" and "residual". `r2[models]` is (explained, unexplained) for the feature subsets."""
+    every = tuple(range(len(feats)))
+    rows = [(*key, f.name, "r2", r2[(j,)][0]) for j, f in enumerate(feats)]
+    rows.append((*key, RESERVED, "r2", r2[every][0]))
+    rows += [(*key, f.name, "unique", r2[every][0] - r2[every[:j] + every[j + 1:]][0])
+             for j, f in enumerate(feats)]
+    rows.append((*key, RESERVED, "residual", r2[every][1]))
+    return rows
+
+
 def frame(rows: list[tuple], columns: list[str], has_steps: bool) -> pd.DataFrame:
     """Tidy frame from rows that start with (step, site, ...); no `step` column without steps."""
     df = pd.DataFrame(rows, columns=["step", *columns])

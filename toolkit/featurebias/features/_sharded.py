@@ -22,7 +22,15 @@ from .. import _validate as check
 from .. import distributed
 from ..erasure.stats import Moments
 from ..errors import ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
-from ._inputs import RESERVED, Feature, activation_blocks, frame, progress_bar, split_rows
+from ._inputs import (
+    RESERVED,
+    Feature,
+    activation_blocks,
+    frame,
+    progress_bar,
+    split_rows,
+    variance_rows,
+)
 from ._linear import RTOL
 
 F64 = torch.float64
@@ -204,7 +212,6 @@ def variance_explained(acts, features, *, split, seed, in_sample: bool, per_item
             else:
                 parts.append(torch.stack([(sst - e).sum(), e.sum(), den.sum()]))
     totals = distributed.all_reduce(torch.stack(parts).cpu(), group=group).tolist()
-    every = tuple(range(len(feats)))
     rows, at = [], 0
     for b in blocks:
         r2 = {}
@@ -213,9 +220,5 @@ def variance_explained(acts, features, *, split, seed, in_sample: bool, per_item
             at += 1
             r2[m] = ((float("nan"),) * 2 if den == 0 else (explained / den, unexplained / den))
         key = (b.step, b.site)
-        rows += [(*key, f.name, "r2", r2[(j,)][0]) for j, f in enumerate(feats)]
-        rows.append((*key, RESERVED, "r2", r2[every][0]))
-        rows += [(*key, f.name, "unique", r2[every][0] - r2[every[:j] + every[j + 1:]][0])
-                 for j, f in enumerate(feats)]
-        rows.append((*key, RESERVED, "residual", r2[every][1]))
+        rows += variance_rows(key, feats, r2)
     return frame(rows, ["site", "feature", "measure", "value"], has_steps)

@@ -9,13 +9,13 @@ from torch import Tensor
 from .. import distributed as _distributed
 from . import _sharded
 from ._inputs import (
-    RESERVED,
     activation_blocks,
     encode_features,
     frame,
     progress_bar,
     require_varying,
     split_rows,
+    variance_rows,
 )
 from ._linear import centre, predict
 
@@ -97,7 +97,6 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
     fit, test = split_rows(blocks[0].n, split, seed, in_sample)
     require_varying(feats, fit, "fit split")
     models = _models(len(feats))
-    every = tuple(range(len(feats)))
     sums = []
     for b in progress_bar(blocks, progress, "variance_explained"):
         h = b.load().to(torch.float64)
@@ -110,9 +109,5 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
     for b, (sst, sse) in zip(blocks, sums, strict=True):
         key, den = (b.step, b.site), last[b.site]
         r2 = {m: _explained(sst, e, den, per_item) for m, e in sse.items()}
-        rows += [(*key, f.name, "r2", r2[(j,)][0]) for j, f in enumerate(feats)]
-        rows.append((*key, RESERVED, "r2", r2[every][0]))
-        rows += [(*key, f.name, "unique", r2[every][0] - r2[every[:j] + every[j + 1:]][0])
-                 for j, f in enumerate(feats)]
-        rows.append((*key, RESERVED, "residual", r2[every][1]))
+        rows += variance_rows(key, feats, r2)
     return frame(rows, ["site", "feature", "measure", "value"], has_steps)
