@@ -3,9 +3,10 @@
 Run: `.venv/bin/python benchmarks/similarity.py [--quick] [--out PATH]`.
 
 1. `cka_linear`: n = 20,000 stimuli, d = 1024 units on both sides, float64. featurebias's
-   `cka(x, y)` (centred cross-products XᵀX, YᵀY, YᵀX, rows streamed in chunks) against the
+   `cka(x, y)` (one symmetric product of the centred joint rows [X Y], streamed in chunks,
+   holding XᵀX, YᵀX and YᵀY; BLAS dsyrk on CPU) against the
    Gram formula ⟨HKH, HLH⟩ / (‖HKH‖ ‖HLH‖) with K = XXᵀ, L = YYᵀ (float64, centred in place).
-   Time; the matrices each keeps (3·d²·8 bytes vs 2·n²·8); and the peak resident-memory
+   Time; the matrices each keeps ((2d)²·8 bytes vs 2·n²·8); and the peak resident-memory
    increase of a fresh process doing only that (Linux VmHWM). Goal: ≥ 20x and O(d²) memory.
 2. `rsa_spearman`: 1,000 conditions × 512 units: correlation-distance RDMs of two
    representations and their Spearman correlation, `rsa(x, y)` against rsatoolbox's
@@ -118,7 +119,7 @@ def cka_rows(cfg: Config) -> list[dict]:
              "baseline_s": t_gram, "featurebias_s": t_ours, "speedup": t_gram / t_ours,
              "max_abs_diff": abs(values["featurebias"] - values["gram"]),
              "value": values["featurebias"],
-             "matrix_bytes_featurebias": 3 * cfg.d**2 * 8,
+             "matrix_bytes_featurebias": (2 * cfg.d)**2 * 8,
              "matrix_bytes_baseline": 2 * cfg.n**2 * 8,
              "memory_featurebias": peak_memory("featurebias", cfg),
              "memory_baseline": peak_memory("gram", cfg)}]

@@ -8,6 +8,7 @@ import scipy.linalg
 import torch
 
 from featurebias.erasure.linalg import (
+    SymmetricSum,
     barycenter_maps,
     olse,
     ot_map,
@@ -357,3 +358,15 @@ def test_symmetric_product_equals_the_general_product(dtype, rows):
     assert got.dtype == dtype and got.shape == expected.shape
     torch.testing.assert_close(got, expected)
     assert torch.equal(got, got.T)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_symmetric_sum_over_chunks_equals_one_product(dtype):
+    a = torch.randn(101, 13, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    total = SymmetricSum(13)
+    for chunk in torch.split(a, 17):  # uneven chunks, the last one short
+        total.add(chunk)
+    got = total.total()
+    assert got.dtype == torch.float64 and torch.equal(got, got.T)
+    assert_close(got, a.double().T @ a.double(), 1e-12)
+    assert_close(total.add(a[:3]).total(), got + a[:3].double().T @ a[:3].double(), 1e-12)

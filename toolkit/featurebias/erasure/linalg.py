@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,14 +29,57 @@ def symmetric_product(a: Tensor, *, rows: bool = False) -> Tensor:
     """
     if a.device.type != "cpu" or a.requires_grad or a.dtype != torch.float64:
         return sym(a @ a.T if rows else a.T @ a)  # exactly symmetric, as syrk's is
-    from scipy.linalg import blas  # imported here: only this CPU path needs scipy
+    from scipy.linalg import blas  # imported here: only the CPU paths need scipy
 
-    fortran = a.contiguous().numpy().T  # a Fortran-ordered view of aᵀ, so BLAS copies nothing
     # f2py zero-fills the output it allocates, so the other triangle is exactly 0.
-    upper = torch.from_numpy(blas.dsyrk(1.0, fortran, trans=1 if rows else 0))
-    full = upper.T + upper  # upper is Fortran-ordered: its transpose first gives a C-order sum
-    full.diagonal().copy_(upper.diagonal())
+    return _from_upper(blas.dsyrk(1.0, _fortran_t(a), trans=1 if rows else 0))
+
+
+def _fortran_t(a: Tensor) -> np.ndarray:
+    """A Fortran-ordered view of `aᵀ` (BLAS then copies nothing)."""
+    return a.detach().contiguous().numpy().T
+
+
+def _from_upper(upper: np.ndarray) -> Tensor:
+    """The symmetric matrix whose upper triangle (Fortran order) is `upper`'s; the lower is 0."""
+    u = torch.from_numpy(upper)
+    full = u.T + u  # u is Fortran-ordered: its transpose first gives a C-order sum
+    full.diagonal().copy_(u.diagonal())
     return full
+
+
+class SymmetricSum:
+    """A running float64 sum `Σ aᵀa` over row chunks `a [m, width]`.
+
+    On CPU each chunk goes to BLAS dsyrk, which adds into one triangle of the total in
+    place: half the multiply-adds of a general product and no `width²` temporary per chunk.
+    Elsewhere, a plain `addmm`.
+    """
+
+    def __init__(self, width: int, device=None):
+        self.device = torch.device(device or "cpu")
+        if self.device.type == "cpu":  # a Fortran-ordered triangle that dsyrk updates in place
+            self._upper = np.zeros((width, width), order="F")
+        else:
+            self._full = torch.zeros(width, width, dtype=torch.float64, device=self.device)
+
+    def add(self, a: Tensor) -> SymmetricSum:
+        """Add `aᵀa` for `a [m, width]` (converted to float64); returns self."""
+        a = a.to(torch.float64)
+        if self.device.type != "cpu":
+            self._full.addmm_(a.T, a)
+            return self
+        from scipy.linalg import blas
+
+        self._upper = blas.dsyrk(1.0, _fortran_t(a), beta=1.0, c=self._upper, trans=0,
+                                 overwrite_c=1)
+        return self
+
+    def total(self) -> Tensor:
+        """The full symmetric `[width, width]` sum so far."""
+        if self.device.type != "cpu":
+            return sym(self._full)
+        return _from_upper(self._upper.copy(order="F"))
 
 
 def psd_eigh(a: Tensor, rtol: float | None = None,

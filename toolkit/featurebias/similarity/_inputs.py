@@ -54,6 +54,8 @@ def pair(x, y, *, min_rows: int = 2, names: tuple[str, str] = ("x", "y")) -> tup
 
 def column_mean(x: Tensor) -> Tensor:
     """Column means in float64, without a float64 copy of `x`."""
+    if x.dtype == F64:  # a product with ones: much faster than a reduction over rows on CPU
+        return (x.new_ones(1, x.shape[0]) @ x)[0] / x.shape[0]
     return x.sum(0, dtype=F64) / x.shape[0]
 
 
@@ -67,8 +69,9 @@ def self_product(a: Tensor, *, rows: bool) -> Tensor:
     return symmetric_product(a.to(F64), rows=rows)
 
 
-def chunk_rows(*widths: int) -> int:
-    return max(1, CHUNK_ELEMENTS // max(widths))
+def chunk_rows(*widths: int, elements: int = CHUNK_ELEMENTS) -> int:
+    """Rows per chunk so that a chunk of the widest width holds about `elements` values."""
+    return max(1, elements // max(widths))
 
 
 def require_varying(x: Tensor, name: str, measure: str) -> None:

@@ -1,9 +1,9 @@
 """Centred kernel alignment: linear, RBF and debiased CKA, and CKA over minibatches (§8.1).
 
 Linear CKA with more stimuli than units is computed in feature space from the centred cross-
-products `XᵀX`, `YᵀY`, `YᵀX` (time O(n·p²), memory O(p²), rows streamed in float64 chunks;
-the symmetric products by BLAS syrk on CPU): it never forms an n×n Gram matrix, and costs
-about d/n of the Gram formula's multiply-adds for d = p = q. The other cases (n ≤ p, RBF
+products `XᵀX`, `YᵀY`, `YᵀX` (time O(n·(p+q)²), memory O((p+q)²), rows streamed in float64
+chunks into one symmetric product, BLAS dsyrk on CPU): it never forms an n×n Gram matrix, and
+costs about d/n of the Gram formula's multiply-adds for d = p = q. The other cases (n ≤ p, RBF
 kernels) use Gram matrices.
 """
 
@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ..erasure.linalg import SymmetricSum
 from ..errors import ConfigError, NotFittedError, RangeError, ShapeError
 from ._inputs import (
     F64,
@@ -77,27 +78,31 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _feature_space_terms(x: Tensor, y: Tensor, debiased: bool) -> tuple[Tensor, ...]:
-    """`(h(X,Y), h(X,X), h(Y,Y))` from centred cross-products, rows streamed in chunks."""
+    """`(h(X,Y), h(X,X), h(Y,Y))` from centred cross-products, rows streamed in chunks.
+
+    One symmetric product of the joint rows `[X − x̄, Y − ȳ]` holds all three blocks `XᵀX`,
+    `YᵀX`, `YᵀY`: on CPU a single dsyrk per chunk, the multiply-adds of two syrks and a gemm
+    in one larger and more efficient BLAS call.
+    """
     n, p, q = x.shape[0], x.shape[1], y.shape[1]
     mx, my = column_mean(x), column_mean(y)
-    sxx = x.new_zeros((p, p), dtype=F64)
-    syy = x.new_zeros((q, q), dtype=F64)
-    syx = x.new_zeros((q, p), dtype=F64)
-    a, b = x.new_empty(n, dtype=F64), x.new_empty(n, dtype=F64)
-    step = chunk_rows(p, q)
+    joint = SymmetricSum(p + q, x.device)
+    # ~8 MiB chunks stay in the last-level cache from the copy that centres them to dsyrk.
+    step = chunk_rows(p + q, elements=1 << 20)
+    buffer = x.new_empty((min(step, n), p + q), dtype=F64)
     for start in range(0, n, step):
-        xc = x[start:start + step].to(F64) - mx
-        yc = y[start:start + step].to(F64) - my
-        sxx += self_product(xc, rows=False)
-        syy += self_product(yc, rows=False)
-        syx.addmm_(yc.T, xc)
-        if debiased:
-            a[start:start + step] = xc.square().sum(1)
-            b[start:start + step] = yc.square().sum(1)
-    terms = (syx.square().sum(), sxx.square().sum(), syy.square().sum())
+        rows = buffer[: min(step, n - start)]
+        torch.sub(x[start:start + step], mx, out=rows[:, :p])
+        torch.sub(y[start:start + step], my, out=rows[:, p:])
+        joint.add(rows)
+    s = joint.total()
+    terms = (s[p:, :p].square().sum(), s[:p, :p].square().sum(), s[p:, p:].square().sum())
     if not debiased:
         return terms
     # ⟨U(K), U(L)⟩_F in feature space (SCIENCE.md §8.1), with a, b the centred row norms.
+    a = (x.to(F64) - mx).square().sum(1)
+    b = (y.to(F64) - my).square().sum(1)
+
     def unbias(h, u, v):
         return h - n / (n - 2) * torch.dot(u, v) + u.sum() * v.sum() / ((n - 1) * (n - 2))
     return unbias(terms[0], a, b), unbias(terms[1], a, a), unbias(terms[2], b, b)
