@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from featurebias.erasure import LeaceEraser
-from featurebias.errors import LabelError, SiteError
+from featurebias.errors import LabelError, ShapeError, SiteError
 from featurebias.hooks import collect, erase_at, fit_erasers, patch_at
 
 
@@ -85,9 +85,27 @@ def test_label_erasers_need_labels(blobs, probe):
     x, z = blobs
     model = make_mlp()
     erasers = fit_erasers(model, [x], z, ["3"], method="qleace", progress=False)
-    with pytest.raises(LabelError, match="labels"):
-        erase_at(model, erasers)
+    with pytest.raises(LabelError, match="labels"), erase_at(model, erasers):
+        model(x)
+    assert probe.hooks(model) == 0
     with erase_at(model, erasers, labels=z):
         acts = collect(model, [x], ["3"], progress=False)["3"]
     means = torch.stack([acts[z == c].mean(0) for c in (0, 1)])
     assert torch.allclose(means[0], means[1], atol=1e-4)
+
+
+def test_labels_can_change_between_batches(blobs, probe):
+    x, z = blobs
+    model = make_mlp()
+    erasers = fit_erasers(model, [x], z, ["3"], method="qleace", progress=False)
+    with torch.no_grad(), erase_at(model, erasers, labels=z) as erasure:
+        whole = model(x)
+        parts = []
+        for rows in torch.split(torch.arange(len(z)), 150):
+            erasure.labels = z[rows].tolist()  # any array-like
+            parts.append(model(x[rows]))
+        erasure.labels = z[:3]
+        with pytest.raises(ShapeError):  # labels that do not match the batch
+            model(x[:5])
+    assert torch.allclose(torch.cat(parts), whole, atol=1e-6)
+    assert probe.hooks(model) == 0

@@ -82,25 +82,53 @@ def patch_at(model: nn.Module, patches: Mapping[str, Callable[[Tensor], Tensor]]
             handle.remove()
 
 
+class Erasure:
+    """What `erase_at` yields: the labels that label-dependent erasers (QLEACE, Oracle) use.
+
+    Set `labels` before each forward pass whose batch has other labels than the last one.
+    """
+
+    def __init__(self, labels=None):
+        self.labels = labels
+
+    @property
+    def labels(self) -> Tensor | None:
+        return self._labels
+
+    @labels.setter
+    def labels(self, value) -> None:
+        self._labels = None if value is None else torch.as_tensor(value)
+
+
+@contextlib.contextmanager
 def erase_at(model: nn.Module, erasers: Mapping[str, Callable], *, labels=None,
-             positions=None):
+             positions=None) -> Iterator[Erasure]:
     """Context manager: every forward pass inside has the concept erased at those sites.
 
     Args:
         erasers: `{site: eraser}`; an eraser may also be any function of the activation.
         labels: the labels of the batch the model will run on, for erasers that need them
-            (QLEACE, Oracle); `[b]` or, for token activations, `[b, t]`.
+            (QLEACE, Oracle); `[b]` or, for token activations, `[b, t]`. Over several batches,
+            set them per batch on the yielded handle:
+            `with erase_at(model, erasers) as erasure: erasure.labels = y; model(x)`.
         positions: token positions to erase at (int, list or slice); all by default.
     """
-    z = None if labels is None else torch.as_tensor(labels)
-    needs = [s for s, e in erasers.items() if getattr(e, "requires_labels", False)]
-    if needs and z is None:
-        raise LabelError(f"the erasers at {needs} need labels: pass erase_at(..., labels=z)")
+    handle = Erasure(labels)
 
-    def patch(eraser):
-        return lambda act: layout.apply(eraser, act, layout.to_device(z, act.device), positions)
+    def patch(site: str, eraser):
+        needs_labels = getattr(eraser, "requires_labels", False)
 
-    return patch_at(model, {site: patch(eraser) for site, eraser in erasers.items()})
+        def erase(act: Tensor) -> Tensor:
+            z = handle.labels
+            if z is None and needs_labels:
+                raise LabelError(f"the eraser at {site!r} needs the batch's labels: pass "
+                                 "erase_at(..., labels=z), or set .labels on the handle it "
+                                 "yields before each forward pass")
+            return layout.apply(eraser, act, layout.to_device(z, act.device), positions)
+        return erase
+
+    with patch_at(model, {site: patch(site, eraser) for site, eraser in erasers.items()}):
+        yield handle
 
 
 def _checked_sites(model: nn.Module, sites: Sequence[str], reduce, caller: str) -> list[str]:
