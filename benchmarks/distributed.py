@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402
+from common import environment, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCRIPT = Path(__file__).resolve()
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"config": dataclasses.asdict(cfg), "quick": args.quick, **environment(),
               "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
               "rows": rows, "agreement": exact}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 

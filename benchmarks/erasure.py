@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +45,7 @@ from concept_erasure import QuadraticFitter as CeQuadraticFitter
 from featurebias.erasure.leace import LeaceEraser, LeaceFitter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median_times  # noqa: E402
+from common import environment, median_times, write_results  # noqa: E402
 
 from featurebias.erasure.quadratic import QuadraticEraser, QuadraticFitter
 
@@ -218,9 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"n={cfg.n} d={cfg.d} k={cfg.k} batch={cfg.batch} | QLEACE n={cfg.qleace_n} "
           f"d={cfg.qleace_d} | torch {result['torch']}, {result['threads']} threads")
     print(format_table(rows))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 

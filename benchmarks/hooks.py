@@ -28,7 +28,7 @@ from featurebias import models
 from featurebias.hooks import collect, erase_at, fit_erasers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median_times  # noqa: E402
+from common import environment, median_times, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
                 mem = row[key]
                 print(f"  {key:<22} kept {mem['kept_bytes'] / 2**20:8.2f} MiB   peak RSS +"
                       f"{mem['peak_rss_increase_bytes'] / 2**20:8.2f} MiB")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 

@@ -37,7 +37,7 @@ from featurebias import models
 from featurebias.training import Linearised, empirical_ntk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median_times  # noqa: E402
+from common import environment, median_times, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -201,9 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{row['task']:<16} {row['examples']} examples  {row['seconds']:8.2f} s   "
                   f"peak +{memory / 2**20:8.1f} MiB   modes differ by "
                   f"{row['max_rel_diff_between_modes']:.1e}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -48,7 +47,7 @@ from threadpoolctl import threadpool_limits
 from featurebias.probes import LinearProbe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median_times  # noqa: E402
+from common import environment, median_times, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -205,9 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"({result['sklearn_dtype']}), {cfg.threads} thread(s), load "
           f"{load_before[0]:.2f} -> {result['load_average_after'][0]:.2f}")
     print(format_table(rows, summaries))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 

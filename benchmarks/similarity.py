@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from featurebias.similarity import cka, rdm, rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median_times  # noqa: E402
+from common import environment, median_times, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -190,9 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"MiB, Gram {row['matrix_bytes_baseline'] / 2**20:.1f} MiB; peak RSS "
                   f"+{row['memory_featurebias']['peak_rss_increase_bytes'] / 2**20:.1f} MiB vs "
                   f"+{row['memory_baseline']['peak_rss_increase_bytes'] / 2**20:.1f} MiB")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 

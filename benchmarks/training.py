@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -46,7 +45,7 @@ from featurebias.models import mlp
 from featurebias.training import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402
+from common import environment, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -214,9 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{r['scenario']:<16}{r['featurebias_s']:>9.3f}{r['bare_s']:>9.3f}"
               f"{r['featurebias_steps_per_s']:>10.1f}{r['bare_steps_per_s']:>11.1f}"
               f"{r['overhead_ratio']:>7.3f}x{cpu}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, result)
     return result
 
 
