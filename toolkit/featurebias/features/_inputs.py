@@ -158,15 +158,7 @@ def encode_features(features, n: int) -> list[Feature]:
             raise ConfigError(f"feature name {name!r} is not allowed; expected a string other "
                               f"than {RESERVED!r} (which names the all-features model)")
         t, categorical = _column(name, values)
-        if t.ndim == 2 and t.shape[1] == 1:
-            t = t[:, 0]
-        if t.ndim != 1:
-            raise ShapeError(f"feature {name!r} has shape {tuple(t.shape)}; expected [n] (pass "
-                             "each column of a multi-column feature as its own feature)")
-        if t.shape[0] != n:
-            raise ShapeError(f"feature {name!r} has {t.shape[0]} values but the activations "
-                             f"have {n} rows; expected one value per row")
-        t = t.cpu()
+        t = flat_feature(name, t, n).cpu()
         if categorical:
             codes = torch.unique(t, return_inverse=True)[1]
             design = torch.nn.functional.one_hot(codes)[:, 1:].to(torch.float64)
@@ -260,3 +252,16 @@ def frame(rows: list[tuple], columns: list[str], has_steps: bool) -> pd.DataFram
 
 def progress_bar(blocks: list[Block], progress: bool, desc: str):
     return tqdm(blocks, desc=desc, disable=not progress or len(blocks) < 2, leave=False)
+
+
+def flat_feature(name: str, values, n: int):
+    """One feature's values as `[n]` (a `[n, 1]` column is flattened); other shapes raise."""
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ShapeError(f"feature {name!r} has shape {tuple(values.shape)}; expected [n] (pass "
+                         "each column of a multi-column feature as its own feature)")
+    if values.shape[0] != n:
+        raise ShapeError(f"feature {name!r} has {values.shape[0]} values but the activations "
+                         f"have {n} rows; expected one value per row")
+    return values

@@ -26,6 +26,7 @@ from ._inputs import (
     RESERVED,
     Feature,
     activation_blocks,
+    flat_feature,
     frame,
     progress_bar,
     split_rows,
@@ -58,18 +59,6 @@ def _raw(name: str, values) -> tuple[np.ndarray | Tensor, bool]:
     return arr, True
 
 
-def _flat(name: str, values, n: int):
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1:
-        raise ShapeError(f"feature {name!r} has shape {tuple(values.shape)}; expected [n] (pass "
-                         "each column of a multi-column feature as its own feature)")
-    if values.shape[0] != n:
-        raise ShapeError(f"feature {name!r} has {values.shape[0]} values but the activations "
-                         f"have {n} rows; expected one value per row")
-    return values
-
-
 def _raw_features(features, n: int) -> dict[str, tuple]:
     """Each feature's local values and kind, checked (no collective: may raise locally)."""
     if isinstance(features, pd.DataFrame):
@@ -83,7 +72,7 @@ def _raw_features(features, n: int) -> dict[str, tuple]:
             raise ConfigError(f"feature name {name!r} is not allowed; expected a string other "
                               f"than {RESERVED!r} (which names the all-features model)")
         v, categorical = _raw(name, values)
-        v = _flat(name, v, n)
+        v = flat_feature(name, v, n)
         if not categorical:
             check.check_finite(v, f"feature {name!r}")
         raw[name] = (v, categorical)
