@@ -25,13 +25,6 @@ from featurebias.similarity import (
 F64 = torch.float64
 
 
-def golden_pair() -> tuple[torch.Tensor, torch.Tensor]:
-    np.random.seed(1337)
-    x = np.random.randn(100, 10)
-    y = np.random.randn(100, 10) + x
-    return torch.tensor(x), torch.tensor(y)
-
-
 def related(n: int, p: int, q: int, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, p, generator=gen, dtype=F64) * torch.linspace(0.5, 3, p, dtype=F64) + 2
@@ -52,8 +45,8 @@ def whitened_correlations(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.svd(m, compute_uv=False)
 
 
-def test_golden_values():
-    x, y = golden_pair()
+def test_golden_values(golden_pair):
+    x, y = golden_pair
     assert cca(x, y, squared=True) == pytest.approx(0.54540, abs=5e-6)
     assert procrustes(x, y) == pytest.approx(0.52749, abs=5e-6)
     assert procrustes(x, y, angular=True) == pytest.approx(0.74328, abs=5e-6)

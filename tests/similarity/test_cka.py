@@ -22,14 +22,6 @@ from featurebias.similarity import _inputs as inputs
 F64 = torch.float64
 
 
-def golden_pair() -> tuple[torch.Tensor, torch.Tensor]:
-    """SCIENCE.md §8.1: numpy's legacy RNG, seed 1337, Y = randn + X."""
-    np.random.seed(1337)
-    x = np.random.randn(100, 10)
-    y = np.random.randn(100, 10) + x
-    return torch.tensor(x), torch.tensor(y)
-
-
 def related(n: int, p: int, q: int, seed: int = 0, noise: float = 1.0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, p, generator=gen, dtype=F64)
@@ -71,8 +63,8 @@ def rbf_gram(x: torch.Tensor, theta: float) -> torch.Tensor:
     return torch.exp(-d / (2 * theta**2 * float(np.median(d.numpy()))))
 
 
-def test_golden_values():
-    x, y = golden_pair()
+def test_golden_values(golden_pair):
+    x, y = golden_pair
     assert cka(x, y) == pytest.approx(0.55761, abs=5e-6)
     assert cka(x, y, "rbf", theta=0.5) == pytest.approx(0.65483, abs=5e-6)
     assert cka(x, y, debiased=True) == pytest.approx(0.51346, abs=5e-6)
