@@ -1,4 +1,5 @@
-"""Checks every analysis test shares: a seeded run, a written report, CLI overrides."""
+"""Checks every analysis test shares: a seeded run, a written report, linked figures, CLI
+overrides."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def check_written(report, folder, figures):
     return path
 
 
+def check_figures_linked(report, figures):
+    """The report draws exactly `figures`, each with axes and linked from the narrative."""
+    assert set(report.figures) == figures
+    text = report.markdown()
+    for name, fig in report.figures.items():
+        assert fig.axes, name
+        assert f"(figures/{name}.png)" in text, name
+
+
 def cli_overrides(config) -> list[str]:
     """`--set key=value` arguments that rebuild `config` on the command line."""
     out = []
@@ -43,9 +53,10 @@ def cli_overrides(config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def analysis_checks():
-    """The helpers above: `.run_leaving_rng`, `.check_written`, `.cli_overrides`."""
+    """The helpers above: `.run`, `.written`, `.figures_linked`, `.overrides`."""
     class Checks:
         run = staticmethod(run_leaving_rng)
         written = staticmethod(check_written)
+        figures_linked = staticmethod(check_figures_linked)
         overrides = staticmethod(cli_overrides)
     return Checks()

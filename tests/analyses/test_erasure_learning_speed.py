@@ -172,12 +172,8 @@ def test_narrative_states_the_tables_numbers(report):
         text.split())
 
 
-def test_every_figure_is_drawn_and_linked(report):
-    assert set(report.figures) == FIGURES
-    text = report.markdown()
-    for name, fig in report.figures.items():
-        assert fig.axes, name
-        assert f"(figures/{name}.png)" in text, name
+def test_every_figure_is_drawn_and_linked(report, analysis_checks):
+    analysis_checks.figures_linked(report, FIGURES)
 
 
 def test_write_produces_png_images_and_csv_tables(report, tmp_path, analysis_checks):

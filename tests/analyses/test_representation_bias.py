@@ -78,12 +78,8 @@ def test_tables_are_tidy_with_the_expected_columns(report, name, columns):
     assert np.isfinite(frame[measured].to_numpy(dtype=float)).all()
 
 
-def test_every_figure_is_drawn_and_linked_from_the_narrative(report):
-    assert set(report.figures) == FIGURES
-    text = report.markdown()
-    for name, fig in report.figures.items():
-        assert fig.axes, name
-        assert f"(figures/{name}.png)" in text
+def test_every_figure_is_drawn_and_linked_from_the_narrative(report, analysis_checks):
+    analysis_checks.figures_linked(report, FIGURES)
 
 
 def test_every_stated_number_is_in_the_headline_table_and_the_text(report):
