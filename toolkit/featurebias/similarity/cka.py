@@ -90,18 +90,21 @@ def _feature_space_terms(x: Tensor, y: Tensor, debiased: bool) -> tuple[Tensor, 
     # ~8 MiB chunks stay in the last-level cache from the copy that centres them to dsyrk.
     step = chunk_rows(p + q, elements=1 << 20)
     buffer = x.new_empty((min(step, n), p + q), dtype=F64)
+    norms = x.new_empty((n, 2), dtype=F64)  # centred row norms², for the unbiased estimator
     for start in range(0, n, step):
         rows = buffer[: min(step, n - start)]
         torch.sub(x[start:start + step], mx, out=rows[:, :p])
         torch.sub(y[start:start + step], my, out=rows[:, p:])
         joint.add(rows)
+        if debiased:
+            norms[start:start + step, 0] = rows[:, :p].square().sum(1)
+            norms[start:start + step, 1] = rows[:, p:].square().sum(1)
     s = joint.total()
     terms = (s[p:, :p].square().sum(), s[:p, :p].square().sum(), s[p:, p:].square().sum())
     if not debiased:
         return terms
-    # ⟨U(K), U(L)⟩_F in feature space (SCIENCE.md §8.1), with a, b the centred row norms.
-    a = (x.to(F64) - mx).square().sum(1)
-    b = (y.to(F64) - my).square().sum(1)
+    # ⟨U(K), U(L)⟩_F in feature space (SCIENCE.md §8.1), with a, b the centred row norms².
+    a, b = norms.unbind(1)
 
     def unbias(h, u, v):
         return h - n / (n - 2) * torch.dot(u, v) + u.sum() * v.sum() / ((n - 1) * (n - 2))
