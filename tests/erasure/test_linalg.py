@@ -17,6 +17,7 @@ from featurebias.erasure.linalg import (
     symmetric_product,
     w2_squared,
 )
+from featurebias.errors import ShapeError
 
 
 def random_spd(d: int, rng: np.random.Generator, cond: float = 100.0) -> np.ndarray:
@@ -370,3 +371,10 @@ def test_symmetric_sum_over_chunks_equals_one_product(dtype):
     assert got.dtype == torch.float64 and torch.equal(got, got.T)
     assert_close(got, a.double().T @ a.double(), 1e-12)
     assert_close(total.add(a[:3]).total(), got + a[:3].double().T @ a[:3].double(), 1e-12)
+
+
+def test_symmetric_sum_rejects_rows_of_another_width_and_keeps_its_total():
+    total = SymmetricSum(4).add(torch.ones(3, 4))
+    with pytest.raises(ShapeError, match="width 4"):
+        total.add(torch.ones(3, 5))
+    assert torch.equal(total.total(), torch.full((4, 4), 3.0, dtype=torch.float64))

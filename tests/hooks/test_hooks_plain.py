@@ -107,5 +107,8 @@ def test_labels_can_change_between_batches(blobs, probe):
         erasure.labels = z[:3]
         with pytest.raises(ShapeError):  # labels that do not match the batch
             model(x[:5])
+        with pytest.raises(LabelError, match="class ids"):
+            erasure.labels = object()
+        assert torch.equal(erasure.labels, z[:3])  # a rejected value changes nothing
     assert torch.allclose(torch.cat(parts), whole, atol=1e-6)
     assert probe.hooks(model) == 0

@@ -97,7 +97,11 @@ class Erasure:
 
     @labels.setter
     def labels(self, value) -> None:
-        self._labels = None if value is None else torch.as_tensor(value)
+        try:
+            self._labels = None if value is None else torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise LabelError(f"labels must be a tensor or array of class ids, got "
+                             f"{type(value).__name__}: {e}") from e
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ShapeError
+
 EPS64 = torch.finfo(torch.float64).eps
 
 
@@ -65,6 +67,10 @@ class SymmetricSum:
 
     def add(self, a: Tensor) -> SymmetricSum:
         """Add `aᵀa` for `a [m, width]` (converted to float64); returns self."""
+        width = (self._full if self.device.type != "cpu" else self._upper).shape[0]
+        if a.ndim != 2 or a.shape[1] != width:
+            raise ShapeError(f"expected rows of width {width}, [m, {width}], got "
+                             f"{tuple(a.shape)}")
         a = a.to(torch.float64)
         if self.device.type != "cpu":
             self._full.addmm_(a.T, a)
