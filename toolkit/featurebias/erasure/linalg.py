@@ -59,6 +59,7 @@ class SymmetricSum:
     """
 
     def __init__(self, width: int, device=None):
+        self.width = width
         self.device = torch.device(device or "cpu")
         if self.device.type == "cpu":  # a Fortran-ordered triangle that dsyrk updates in place
             self._upper = np.zeros((width, width), order="F")
@@ -66,12 +67,11 @@ class SymmetricSum:
             self._full = torch.zeros(width, width, dtype=torch.float64, device=self.device)
 
     def add(self, a: Tensor) -> SymmetricSum:
-        """Add `aᵀa` for `a [m, width]` (converted to float64); returns self."""
-        width = (self._full if self.device.type != "cpu" else self._upper).shape[0]
-        if a.ndim != 2 or a.shape[1] != width:
-            raise ShapeError(f"expected rows of width {width}, [m, {width}], got "
+        """Add `aᵀa` for `a [m, width]` (moved to the sum's device, in float64); returns self."""
+        if a.ndim != 2 or a.shape[1] != self.width:
+            raise ShapeError(f"expected rows of width {self.width}, [m, {self.width}], got "
                              f"{tuple(a.shape)}")
-        a = a.to(torch.float64)
+        a = a.to(self.device, torch.float64)
         if self.device.type != "cpu":
             self._full.addmm_(a.T, a)
             return self
