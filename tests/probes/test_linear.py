@@ -18,6 +18,7 @@ from featurebias.errors import (
     ShapeError,
 )
 from featurebias.probes import LinearProbe
+from featurebias.probes._logistic import worth_preconditioning
 
 from .helpers import blobs
 
@@ -190,3 +191,18 @@ def test_rejected_fit_leaves_the_probe_unchanged():
     with pytest.raises(ShapeError, match="fitted on 3"):
         probe.predict(torch.randn(4, 5))
     assert torch.equal(probe.coef_, coef) and probe.n_features_in_ == 3
+
+
+def test_auto_preconditioning_only_where_it_pays_for_itself():
+    # The benchmark's shape (16k rows, d = 512, 10 classes): the whitening costs a few passes.
+    assert worth_preconditioning(16_000, 512, 10)
+    # Wide activations with few classes: the d×d work would cost hundreds of passes.
+    assert not worth_preconditioning(16_000, 1024, 1)
+    assert not worth_preconditioning(16_000, 2048, 10)
+    x, y = blobs(200, 6, 3, signal=0.8)
+    with pytest.raises(ConfigError, match="precondition"):
+        LinearProbe(precondition="always").fit(x, y)
+    auto, on = (LinearProbe(precondition=p, dtype=torch.float64, tol=1e-8).fit(x, y)
+                for p in ("auto", True))
+    assert worth_preconditioning(200, 6, 3) and auto.n_iter_ == on.n_iter_
+    np.testing.assert_array_equal(auto.coef_.numpy(), on.coef_.numpy())

@@ -10,6 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from .. import _validate as check
+from ..errors import ConfigError
 from . import _data
 from ._logistic import fit_logistic, logits_to_log_proba
 from .base import Probe, cv_select
@@ -33,7 +34,9 @@ class LinearProbe(Probe):
             features are only centred).
         class_weight: None, or `"balanced"` to weight class c by `n / (k · n_c)`.
         precondition: run L-BFGS in coordinates whitened by the training features' covariance
-            (same objective and minimiser; far fewer passes over correlated activations).
+            (same objective and minimiser; far fewer passes over correlated activations);
+            `"auto"` does so when the whitening costs less than the passes it usually saves
+            (not for wide activations with few classes, e.g. d ≥ 1024 and two classes).
         dtype: compute dtype; device: where to fit (None: where `x` is).
 
     Fitted: `coef_ [k, d]` and `intercept_ [k]` in the input space (`[1, d]`, `[1]` for two
@@ -43,7 +46,7 @@ class LinearProbe(Probe):
 
     def __init__(self, C: float | str = 1.0, *, Cs=DEFAULT_CS, cv: int = 5, max_iter: int = 500,
                  tol: float = 1e-4, standardize: bool = True, class_weight: str | None = None,
-                 precondition: bool = True, dtype: torch.dtype = torch.float32, device=None,
+                 precondition: bool | str = "auto", dtype: torch.dtype = torch.float32, device=None,
                  seed: int = 0):
         self.C = C
         self.Cs = Cs
@@ -66,6 +69,9 @@ class LinearProbe(Probe):
             _data.positive(self.C, "C (or the string 'cv')")
         check.positive_int(self.max_iter, "max_iter")
         _data.positive(self.tol, "tol")
+        if self.precondition not in (True, False, "auto"):
+            raise ConfigError(f"precondition must be True, False or 'auto', got "
+                              f"{self.precondition!r}")
 
     def _fit(self, x: Tensor, ids: Tensor, k: int) -> dict:
         fitted = {}
