@@ -90,7 +90,8 @@ def _feature_space_terms(x: Tensor, y: Tensor, debiased: bool) -> tuple[Tensor, 
     # ~8 MiB chunks stay in the last-level cache from the copy that centres them to dsyrk.
     step = chunk_rows(p + q, elements=1 << 20)
     buffer = x.new_empty((min(step, n), p + q), dtype=F64)
-    norms = x.new_empty((n, 2), dtype=F64)  # centred row norms², for the unbiased estimator
+    # Centred row norms², for the unbiased estimator only.
+    norms = x.new_empty((n, 2), dtype=F64) if debiased else None
     for start in range(0, n, step):
         rows = buffer[: min(step, n - start)]
         torch.sub(x[start:start + step], mx, out=rows[:, :p])
