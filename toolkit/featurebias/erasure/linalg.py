@@ -24,17 +24,17 @@ def sym(a: Tensor) -> Tensor:
 def symmetric_product(a: Tensor, *, rows: bool = False) -> Tensor:
     """The symmetric product `aᵀ a` (or `a aᵀ` with `rows`), in `a`'s dtype.
 
-    On CPU, float64 goes to BLAS dsyrk, which computes one triangle: half the multiply-adds
-    of the general product torch would run (torch exposes no syrk). Float32 stays with torch:
-    its sgemm is about as fast as OpenBLAS's ssyrk. Elsewhere, and for tensors that need
-    gradients, it is a plain matmul.
+    On CPU, float32 and float64 go to numpy, which sends a product of an array with its own
+    transpose to BLAS syrk: one triangle, half the multiply-adds, mirrored exactly. With one
+    thread that is 1.1-1.9x faster than torch's general product for float32 and 1.0-1.7x
+    for float64 (measured at 2k-20k rows of width 128-1024). Elsewhere, and for tensors that
+    need gradients, it is a plain matmul.
     """
-    if a.device.type != "cpu" or a.requires_grad or a.dtype != torch.float64:
+    if a.device.type != "cpu" or a.requires_grad or a.dtype not in (torch.float32,
+                                                                     torch.float64):
         return sym(a @ a.T if rows else a.T @ a)  # exactly symmetric, as syrk's is
-    from scipy.linalg import blas  # imported here: only the CPU paths need scipy
-
-    # f2py zero-fills the output it allocates, so the other triangle is exactly 0.
-    return _from_upper(blas.dsyrk(1.0, _fortran_t(a), trans=1 if rows else 0))
+    an = a.detach().contiguous().numpy()
+    return torch.from_numpy(an @ an.T if rows else an.T @ an)
 
 
 def _fortran_t(a: Tensor) -> np.ndarray:
