@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..erasure.linalg import symmetric_product
+from . import _lbfgs as lbfgs
 
 # exp() of a log-probability below this is a denormal float in float32, on which x86 runs the
 # gradient product ~100x slower; clamping there moves a gradient entry by < 1e-34.
@@ -26,10 +27,6 @@ class Solution:
     bias: Tensor  # [k] or [1]
     n_iter: int
     converged: bool
-
-
-class _Converged(Exception):
-    """Raised from the L-BFGS closure to stop at the first point that meets `tol`."""
 
 
 def logits_to_log_proba(z: Tensor) -> Tensor:
@@ -141,42 +138,31 @@ def fit_logistic(x: Tensor, ids: Tensor, k: int, C: float, *, class_weight: Tens
     total = float(sample_w.sum())
     l2 = 1.0 / (C * total)
     objective = CrossEntropy(x, ids, outputs, sample_w / total)
-    # The optimiser's variable is V with W = V Pᵀ (P = I without preconditioning); W = 0 at
-    # the start either way, and the stopping test below is on W's gradient, as sklearn's.
+    # The optimiser's variable is V with W = V Pᵀ (P = I without preconditioning), and b;
+    # W = 0 at the start either way, and the stopping test is on W's gradient, as sklearn's.
     if precondition == "auto":
         precondition = worth_preconditioning(n, d, outputs)
     p = preconditioner(x, l2) if precondition else None
-    v = torch.zeros(outputs, d, dtype=x.dtype, device=x.device, requires_grad=True)
-    b = torch.zeros(outputs, dtype=x.dtype, device=x.device, requires_grad=True)
-    eps = torch.finfo(x.dtype).eps
-    # tolerance_grad=0: the closure applies sklearn's test itself and stops by raising, so a
-    # line-search trial point that meets it ends the fit too, and convergence is told apart
-    # from torch's other stops (max_iter, no progress).
-    opt = torch.optim.LBFGS([v, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
-                            tolerance_grad=0.0, tolerance_change=eps, history_size=10,
-                            line_search_fn="strong_wolfe")
-    best: dict[str, Tensor] = {}
+    size = outputs * d
 
-    def closure() -> Tensor:
-        with torch.no_grad():
-            w = v if p is None else v @ p.T
-            loss, grad_w, grad_b = objective(w, b)
-            grad_w.add_(w, alpha=l2)
-            loss += 0.5 * l2 * w.square().sum()
-            if max(float(grad_w.abs().max()), float(grad_b.abs().max())) <= tol:
-                best.update(w=w.clone(), b=b.detach().clone())
-                raise _Converged
-            v.grad, b.grad = (grad_w if p is None else grad_w @ p), grad_b
-        return loss
+    def weights(point: Tensor) -> tuple[Tensor, Tensor]:
+        v, b = point[0, :size].view(outputs, d), point[0, size:]
+        return (v if p is None else v @ p.T), b
 
-    try:
-        opt.step(closure)
-    except _Converged:
-        return Solution(best["w"], best["b"], _iterations(opt, v), True)
-    with torch.no_grad():
-        w = v if p is None else v @ p.T
-    return Solution(w.detach().clone(), b.detach(), _iterations(opt, v), False)
+    def evaluate(point: Tensor, _rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        w, b = weights(point)
+        loss, grad_w, grad_b = objective(w, b)
+        grad_w.add_(w, alpha=l2)
+        loss += 0.5 * l2 * w.square().sum(dtype=torch.float64)
+        stop = max(float(grad_w.abs().max()), float(grad_b.abs().max())) <= tol
+        grad_v = grad_w if p is None else grad_w @ p
+        return (loss.reshape(1), torch.cat([grad_v.reshape(-1), grad_b])[None],
+                torch.tensor([stop], device=x.device))
 
-
-def _iterations(opt: torch.optim.LBFGS, param: Tensor) -> int:
-    return int(opt.state[param].get("n_iter", 0))
+    # The softmax's curvature at zero logits is 1/k in whitened coordinates (1/4 for the
+    # one logit of two classes): its inverse makes the first step about right.
+    first_step = 4.0 if outputs == 1 else float(k)
+    start = torch.zeros(1, size + outputs, dtype=x.dtype, device=x.device)
+    result = lbfgs.minimize(evaluate, start, max_iter=max_iter, first_step=first_step)
+    w, b = weights(result.x)
+    return Solution(w.clone(), b.clone(), int(result.n_iter[0]), bool(result.converged[0]))
