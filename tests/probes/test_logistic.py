@@ -29,24 +29,32 @@ def test_loss_and_gradient_match_autograd(k, weighted, chunk_bytes, monkeypatch)
     if chunk_bytes:
         monkeypatch.setattr(_logistic, "CHUNK_BYTES", chunk_bytes)
     g = torch.Generator().manual_seed(k)
-    n, d = 301, 9
+    n, d, problems = 301, 9, 3 if weighted else 1
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
     ids = torch.randint(0, k, (n,), generator=g)
-    raw = torch.rand(n, generator=g, dtype=torch.float64) + 0.5 if weighted else torch.ones(
-        n, dtype=torch.float64)
-    s = raw / raw.sum()
+    raw = (torch.rand(problems, n, generator=g, dtype=torch.float64) + 0.5
+           if weighted else torch.ones(1, n, dtype=torch.float64))
+    if weighted:  # some rows left out of some problems, as cross-validation folds are
+        raw[1, ::3] = 0
+    s = raw / raw.sum(1, keepdim=True)
     outputs = 1 if k == 2 else k
-    w = torch.randn(outputs, d, generator=g, dtype=torch.float64)
-    b = torch.randn(outputs, generator=g, dtype=torch.float64)
+    w = torch.randn(problems, outputs, d, generator=g, dtype=torch.float64)
+    b = torch.randn(problems, outputs, generator=g, dtype=torch.float64)
     objective = CrossEntropy(x, ids, outputs, s)
     if chunk_bytes:
         assert objective.chunk < n and n % objective.chunk
     loss, grad_w, grad_b = objective(w, b)
-    want_loss, want_w, want_b = reference(x, ids, s, w, b)
-    assert loss.dtype == torch.float64
-    torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(grad_w, want_w, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(grad_b, want_b, rtol=1e-10, atol=1e-12)
+    assert loss.dtype == torch.float64 and loss.shape == (problems,)
+    for p in range(problems):
+        want_loss, want_w, want_b = reference(x, ids, s[p], w[p], b[p])
+        torch.testing.assert_close(loss[p], want_loss, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad_w[p], want_w, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad_b[p], want_b, rtol=1e-10, atol=1e-12)
+    # A subset of the problems gives those problems' values.
+    some = torch.tensor([problems - 1])
+    for got, want in zip(objective(w[some], b[some], some), (loss, grad_w, grad_b),
+                         strict=True):
+        torch.testing.assert_close(got[0], want[-1], rtol=1e-12, atol=1e-14)
 
 
 def test_confident_logits_give_no_denormal_probabilities():
@@ -55,9 +63,10 @@ def test_confident_logits_give_no_denormal_probabilities():
     x = torch.tensor([[1.0], [-1.0]])
     ids = torch.tensor([2, 1])
     w = torch.tensor([[0.0], [-95.0], [95.0]])
-    loss, grad_w, grad_b = CrossEntropy(x, ids, 3, torch.full((2,), 0.5))(w, torch.zeros(3))
+    objective = CrossEntropy(x, ids, 3, torch.full((1, 2), 0.5))
+    loss, grad_w, grad_b = objective(w[None], torch.zeros(1, 3))
     tiny = torch.finfo(torch.float32).tiny
     for g in (grad_w, grad_b):
         assert torch.isfinite(g).all()
         assert not ((g != 0) & (g.abs() < tiny)).any()
-    assert 0 <= float(loss) < 1e-6
+    assert 0 <= float(loss[0]) < 1e-6

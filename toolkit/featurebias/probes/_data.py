@@ -81,22 +81,27 @@ def is_constant(x: Tensor) -> bool:
     return bool((v == v[0]).all()) and bool((x == x[:1]).all())
 
 
-def standardize(x: Tensor, block: int = 8192) -> tuple[Tensor, Tensor, Tensor]:
-    """`((x − mean) / scale, mean, scale)` with the population std as `scale`.
+def moments(x: Tensor, block: int = 8192) -> tuple[Tensor, Tensor]:
+    """`(mean, scale)` of the columns, the population std as `scale` (1 where it is 0).
 
     Sums run as matrix products in x's dtype (row reductions are much slower on the CPU);
-    two passes, so offsets do not cancel. Constant columns are left unscaled (as sklearn's
-    StandardScaler does): they become zero.
+    two passes, so offsets do not cancel. Constant columns keep scale 1, as sklearn's
+    StandardScaler does.
     """
     n = x.shape[0]
     mean = _column_sums(x) / n
-    z = x - mean
     var = torch.zeros_like(mean)
     for start in range(0, n, block):
-        var += _column_sums(z[start:start + block].square())
+        var += _column_sums((x[start:start + block] - mean).square())
     std = (var / n).sqrt()
-    scale = torch.where(std > 0, std, torch.ones_like(std))
-    return z.div_(scale), mean, scale
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """`((x − mean) / scale, mean, scale)` with `moments`' mean and scale (constant columns
+    become zero)."""
+    mean, scale = moments(x)
+    return (x - mean).div_(scale), mean, scale
 
 
 def class_weights(ids: Tensor, k: int, mode) -> Tensor | None:

@@ -23,6 +23,7 @@ from torch import Tensor
 ARMIJO = 1e-4
 SHRINK = (0.1, 0.5)
 MAX_BACKTRACKS = 30
+FLAT_SLOPE = 0.9
 
 Evaluate = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
@@ -56,20 +57,28 @@ def minimize(evaluate: Evaluate, x0: Tensor, *, max_iter: int, history: int = 10
     slope = (g * direction).sum(1)
     step = torch.ones(problems, dtype=torch.float64, device=x.device)
     backtracks = torch.zeros_like(n_iter)
+    stuck = torch.zeros_like(converged)  # a step that no longer moves x: no progress possible
     active = ~converged
     while bool(active.any()):
         rows = active.nonzero()[:, 0]
         trial = x[rows] + step[rows, None].to(x.dtype) * direction[rows]
         f_t, g_t, stop_t = evaluate(trial, rows)
-        # Sufficient decrease, with slack for the rounding of f itself (float32 data).
-        slack = 4 * torch.finfo(x.dtype).eps * f[rows].abs()
-        accept = (f_t <= f[rows] + ARMIJO * step[rows] * slope[rows] + slack) & f_t.isfinite()
+        # Sufficient decrease (Armijo), or, where f changes by no more than its rounding,
+        # a slope along the direction that has shrunk (Hager & Zhang's approximate Wolfe
+        # test): near a minimum f stops telling better from worse, but the gradient does not.
+        rounding = 64 * torch.finfo(x.dtype).eps * f[rows].abs()
+        armijo = f_t <= f[rows] + ARMIJO * step[rows] * slope[rows]
+        slope_t = (g_t * direction[rows]).sum(1)
+        flat = (f_t <= f[rows] + rounding) & (slope_t.abs() <= FLAT_SLOPE * slope[rows].abs())
+        accept = (armijo | flat) & f_t.isfinite()
         done = stop_t
         solution[rows[done]] = trial[done]
         converged[rows[done]] = True
 
         taken = rows[accept]
-        memory.add(taken, trial[accept] - x[taken], g_t[accept] - g[taken])
+        moved = trial[accept] - x[taken]
+        stuck[taken[(moved == 0).all(1)]] = True
+        memory.add(taken, moved, g_t[accept] - g[taken])
         x[taken], f[taken], g[taken] = trial[accept], f_t[accept], g_t[accept]
         n_iter[taken] += 1
         direction[taken] = memory.direction(taken, g[taken], first_step)
@@ -86,9 +95,8 @@ def minimize(evaluate: Evaluate, x0: Tensor, *, max_iter: int, history: int = 10
         if len(back):
             step[back] = _backtrack(step[back], slope[back], f[back], f_t[~accept])
             backtracks[back] += 1
-        stalled = backtracks >= MAX_BACKTRACKS
         solution[~converged] = x[~converged]
-        active = ~converged & ~stalled & (n_iter < max_iter)
+        active = ~converged & ~stuck & (backtracks < MAX_BACKTRACKS) & (n_iter < max_iter)
     return Result(solution, n_iter, converged)
 
 

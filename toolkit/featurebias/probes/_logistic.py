@@ -23,10 +23,10 @@ CHUNK_BYTES = 4 << 20
 
 @dataclasses.dataclass
 class Solution:
-    weight: Tensor  # [k, d], or [1, d] for two classes (scikit-learn's binary layout)
-    bias: Tensor  # [k] or [1]
-    n_iter: int
-    converged: bool
+    weight: Tensor  # [problems, k, d], or [problems, 1, d] for two classes (sklearn's layout)
+    bias: Tensor  # [problems, k] or [problems, 1]
+    n_iter: Tensor  # [problems]
+    converged: Tensor  # [problems] bool
 
 
 def logits_to_log_proba(z: Tensor) -> Tensor:
@@ -37,55 +37,67 @@ def logits_to_log_proba(z: Tensor) -> Tensor:
 
 
 class CrossEntropy:
-    """`Σ_i s_i CE_i(W x_i + b)` over fixed rows `x [n, d]`, class ids and row weights `s`.
+    """`Σ_i s_pi CE_i(W_p x_i + b_p)` for problems `p` sharing rows `x [n, d]` and class ids,
+    each with its row weights `s_p` (a row of `row_weight [problems, n]`).
 
     Cross-entropy is a log-partition term `A(z_i)` (logsumexp; softplus for the one logit of
     two classes) minus the true class's logit, and the second term is linear in `(W, b)`:
-    its coefficients `Σ_i s_i e_{y_i} x_iᵀ` are summed once here. An evaluation then streams
-    the rows in chunks, each used twice while in cache: logits, then `∇A`ᵀ·chunk into the
-    gradient.
+    its coefficients `Σ_i s_pi e_{y_i} x_iᵀ` are summed once here. An evaluation then streams
+    the rows in chunks, each used twice while in cache: every problem's logits from one
+    product, then `∇A`ᵀ·chunk into the gradients.
     """
 
     def __init__(self, x: Tensor, ids: Tensor, outputs: int, row_weight: Tensor):
         self.x = x
         self.binary = outputs == 1
-        self.row_weight = row_weight  # [n], summing to 1
-        self.uniform = bool((row_weight == row_weight[0]).all())
-        targets = (ids[None] == torch.arange(outputs, device=x.device)[:, None] + self.binary)
-        weighted = targets.to(x.dtype) * row_weight  # [outputs, n]; ids 1 for the binary logit
-        self.target_w = weighted @ x  # [outputs, d]
-        self.target_b = weighted.sum(1)
-        n, d = x.shape
+        self.row_weight = row_weight
+        # One problem whose weights are all 1/n needs no per-row scaling.
+        self.uniform = len(row_weight) == 1 and bool((row_weight == row_weight[0, 0]).all())
+        targets = (ids == torch.arange(outputs, device=x.device)[:, None] + self.binary)
+        weighted = targets.to(x.dtype) * row_weight[:, None]  # [problems, outputs, n]
+        problems, n = row_weight.shape
+        self.target_w = (weighted.view(-1, n) @ x).view(problems, outputs, -1)
+        self.target_b = weighted.sum(2)
+        d = x.shape[1]
         self.chunk = n if x.device.type != "cpu" else max(64, CHUNK_BYTES // (d * x.itemsize))
 
-    def __call__(self, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """`(loss (float64), ∂/∂w [outputs, d], ∂/∂b [outputs])` at `(w, b)`."""
+    def __call__(self, w: Tensor, b: Tensor, problems: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+        """Losses `[a]` (float64) and gradients `[a, outputs, d]`, `[a, outputs]` at weights
+        `w [a, outputs, d]` and biases `b [a, outputs]` of `problems` (indices; default all)."""
+        every = slice(None) if problems is None else problems
+        row_weight, target_w, target_b = (self.row_weight[every], self.target_w[every],
+                                          self.target_b[every])
         n = self.x.shape[0]
-        grad_w = torch.zeros_like(self.target_w)
-        grad_b = torch.zeros_like(self.target_b)
-        partition = torch.zeros((), dtype=torch.float64, device=w.device)
+        a, outputs, d = w.shape
+        flat_w = w.reshape(a * outputs, d)
+        grad_w = torch.zeros(a * outputs, d, dtype=w.dtype, device=w.device)
+        grad_b = torch.zeros_like(b)
+        partition = torch.zeros(a, dtype=torch.float64, device=w.device)
         for start in range(0, n, self.chunk):
             rows = self.x[start:start + self.chunk]
-            z = (w @ rows.T).add_(b[:, None])  # [outputs, rows]: the fast layout for BLAS
+            # [problems, outputs, rows]: logits in the layout BLAS computes fastest.
+            z = (flat_w @ rows.T).view(a, outputs, -1).add_(b[:, :, None])
             if self.binary:
-                a = F.softplus(z[0])
+                part = F.softplus(z[:, 0])
                 da = torch.sigmoid(z.clamp_min_(MIN_LOG_PROBA))
             else:
-                a = torch.logsumexp(z, 0)
-                da = z.sub_(a).clamp_min_(MIN_LOG_PROBA).exp_()
+                part = torch.logsumexp(z, 1)
+                da = z.sub_(part[:, None]).clamp_min_(MIN_LOG_PROBA).exp_()
             if not self.uniform:
-                s = self.row_weight[start:start + self.chunk]
-                a, da = a * s, da.mul_(s)
-            partition += a.sum(dtype=torch.float64)
-            grad_w.addmm_(da, rows)
-            grad_b += da.sum(1)
+                s = row_weight[:, start:start + self.chunk]
+                part, da = part * s, da.mul_(s[:, None])
+            partition += part.sum(1, dtype=torch.float64)
+            grad_w.addmm_(da.view(a * outputs, -1), rows)
+            grad_b += da.sum(2)
+        grad_w = grad_w.view(a, outputs, d)
         if self.uniform:  # every weight is 1/n: scale once, not per chunk
             partition /= n
             grad_w /= n
             grad_b /= n
-        linear = (w * self.target_w).sum(dtype=torch.float64) + (b * self.target_b).sum(
-            dtype=torch.float64)
-        return partition - linear, grad_w.sub_(self.target_w), grad_b.sub_(self.target_b)
+        linear = ((w * target_w).sum((1, 2), dtype=torch.float64)
+                  + (b * target_b).sum(1, dtype=torch.float64))
+        return partition - linear, grad_w.sub_(target_w), grad_b.sub_(target_b)
 
 
 def preconditioner(x: Tensor, l2: float) -> Tensor:
@@ -121,48 +133,58 @@ def worth_preconditioning(n: int, d: int, outputs: int) -> bool:
     return rows * d + 2 * d * d <= 15 * 6 * n * outputs
 
 
-def fit_logistic(x: Tensor, ids: Tensor, k: int, C: float, *, class_weight: Tensor | None,
-                 max_iter: int, tol: float, precondition: bool | str = "auto") -> Solution:
-    """Minimise `Σ_i w_i CE_i / Σ_i w_i + ‖W‖² / (2 C Σ_i w_i)` (intercept unpenalised).
+def fit_logistic(x: Tensor, ids: Tensor, k: int, C: Tensor, row_weight: Tensor, *,
+                 max_iter: int, tol: float, precondition: bool | str = "auto",
+                 shift: Tensor | None = None, ratio: Tensor | None = None) -> Solution:
+    """Solve logistic regressions on the shared rows `x [n, d]` and class ids, one per row of
+    `row_weight [problems, n]` (≥ 0; zero leaves a row out) and entry of `C [problems]`.
 
-    That is scikit-learn's `0.5‖W‖² + C Σ_i w_i CE_i` divided by `C Σ w_i`, so the same `C`
-    gives the same minimiser; like sklearn's `gtol`, `tol` bounds the largest entry of the
+    Problem `p` minimises `Σ_i w_pi CE_i / Σ_i w_pi + ‖W‖² / (2 C_p Σ_i w_pi)` (intercept
+    unpenalised) on the features `u_pi = (x_i − shift_p) ⊙ ratio_p` (its own standardisation
+    expressed against `x`'s; `x` itself when both are None). That is scikit-learn's
+    `0.5‖W‖² + C Σ_i w_i CE_i` divided by `C Σ w_i`, so the same `C` gives the same
+    minimiser; like sklearn's `gtol`, `tol` bounds the largest entry of each problem's
     gradient. L-BFGS from zero, as sklearn's: on nearly separable data a loose `tol` stops
     early, and this keeps the early stop where sklearn's would be. Two classes use one logit
     (sklearn's binary model: two symmetric logits would be penalised differently).
     """
     n, d = x.shape
+    problems = row_weight.shape[0]
     outputs = 1 if k == 2 else k
-    sample_w = (torch.ones(n, dtype=x.dtype, device=x.device) if class_weight is None
-                else class_weight.to(x)[ids])
-    total = float(sample_w.sum())
-    l2 = 1.0 / (C * total)
-    objective = CrossEntropy(x, ids, outputs, sample_w / total)
-    # The optimiser's variable is V with W = V Pᵀ (P = I without preconditioning), and b;
+    total = row_weight.sum(1, dtype=torch.float64)
+    l2 = (1.0 / (C.to(total) * total)).to(x.dtype)
+    objective = CrossEntropy(x, ids, outputs, (row_weight / total[:, None]).to(x.dtype))
+    # The optimiser's variables are V with W = V Pᵀ (P = I without preconditioning), and b;
     # W = 0 at the start either way, and the stopping test is on W's gradient, as sklearn's.
     if precondition == "auto":
-        precondition = worth_preconditioning(n, d, outputs)
-    p = preconditioner(x, l2) if precondition else None
+        precondition = worth_preconditioning(n, d, outputs * problems)
+    p = preconditioner(x, float(l2.min())) if precondition else None
     size = outputs * d
 
     def weights(point: Tensor) -> tuple[Tensor, Tensor]:
-        v, b = point[0, :size].view(outputs, d), point[0, size:]
+        v, b = point[:, :size].view(-1, outputs, d), point[:, size:]
         return (v if p is None else v @ p.T), b
 
-    def evaluate(point: Tensor, _rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def evaluate(point: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         w, b = weights(point)
-        loss, grad_w, grad_b = objective(w, b)
-        grad_w.add_(w, alpha=l2)
-        loss += 0.5 * l2 * w.square().sum(dtype=torch.float64)
-        stop = max(float(grad_w.abs().max()), float(grad_b.abs().max())) <= tol
+        if shift is None:
+            loss, grad_w, grad_b = objective(w, b, rows)
+        else:  # logits W u + b = (W ⊙ ratio) x + b − (W ⊙ ratio)·shift
+            r, m = ratio[rows, None], shift[rows, None]
+            w_x = w * r
+            loss, grad_w, grad_b = objective(w_x, b - (w_x * m).sum(2), rows)
+            grad_w = (grad_w - grad_b[:, :, None] * m).mul_(r)
+        penalty = l2[rows, None, None]
+        grad_w.add_(penalty * w)
+        loss += 0.5 * (penalty * w.square()).sum((1, 2), dtype=torch.float64)
+        stop = torch.maximum(grad_w.abs().amax((1, 2)), grad_b.abs().amax(1)) <= tol
         grad_v = grad_w if p is None else grad_w @ p
-        return (loss.reshape(1), torch.cat([grad_v.reshape(-1), grad_b])[None],
-                torch.tensor([stop], device=x.device))
+        return loss, torch.cat([grad_v.flatten(1), grad_b], 1), stop
 
     # The softmax's curvature at zero logits is 1/k in whitened coordinates (1/4 for the
     # one logit of two classes): its inverse makes the first step about right.
     first_step = 4.0 if outputs == 1 else float(k)
-    start = torch.zeros(1, size + outputs, dtype=x.dtype, device=x.device)
+    start = torch.zeros(problems, size + outputs, dtype=x.dtype, device=x.device)
     result = lbfgs.minimize(evaluate, start, max_iter=max_iter, first_step=first_step)
     w, b = weights(result.x)
-    return Solution(w.clone(), b.clone(), int(result.n_iter[0]), bool(result.converged[0]))
+    return Solution(w.clone(), b.clone(), result.n_iter, result.converged)

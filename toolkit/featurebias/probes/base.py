@@ -30,12 +30,28 @@ class Probe(ClassifierMixin, BaseEstimator):
         x, classes, ids = _data.fit_inputs(x, y)
         device = _data.resolve_device(self.device, x)
         x, ids = x.to(device=device, dtype=self.dtype), ids.to(device)
-        fitted = self._fit(x, ids, len(classes))
-        fitted.update(classes_=classes.to(device), n_features_in_=x.shape[1], device_=device)
+        return self._install(self._fit(x, ids, len(classes)), classes, x)
+
+    def _install(self, fitted: dict, classes: Tensor, x: Tensor):
+        """Set the fitted attributes (and those every probe has) in place of any earlier."""
+        fitted.update(classes_=classes.to(x.device), n_features_in_=x.shape[1],
+                      device_=x.device)
         for stale in [a for a in vars(self) if a.endswith("_") and not a.startswith("__")]:
             del self.__dict__[stale]  # e.g. cv_results_ of an earlier fit with C="cv"
         self.__dict__.update(fitted)
         return self
+
+    def fit_splits(self, x, y, trains, params=None) -> list:
+        """A fitted clone of this probe per training split: for each `j`, what
+        `clone(self).set_params(**params[j]).fit(x[trains[j]], y[trains[j]])` returns.
+
+        `trains` holds row indices; `params` (default none) a dict of parameters per split.
+        Here the fits run one after the other; a probe that can fit several on the same rows
+        at once (`LinearProbe`) overrides this.
+        """
+        params = [{}] * len(trains) if params is None else params
+        return [clone(self).set_params(**p).fit(x[t], y[t]) for t, p in zip(trains, params,
+                                                                              strict=True)]
 
     def _inputs(self, x) -> tuple[Tensor, object]:
         if not hasattr(self, "classes_"):
@@ -97,18 +113,16 @@ def cv_select(probe: Probe, name: str, grid, x: Tensor, ids: Tensor, folds: int,
         raise LabelError(f"choosing {name} by cross-validation needs at least 2 examples of "
                          f"every class; the rarest class has {int(counts.min())}")
     y = ids.cpu().numpy()
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y))
-    records, losses = [], []
-    for value in grid:
-        total = 0.0
-        for fold, (train, test) in enumerate(splits):
-            train = torch.as_tensor(train, device=x.device)
-            test = torch.as_tensor(test, device=x.device)
-            model = clone(probe).set_params(**{name: value}).fit(x[train], ids[train])
-            logp = _data.full_log_proba(model, x[test], torch.arange(len(counts),
-                                                                     device=x.device))
-            _, bits = _data.scores(logp, ids[test])
-            records.append({name: value, "fold": fold, "log_loss_bits": bits})
-            total += bits * len(test)
-        losses.append(total / len(y))
+    splits = [tuple(torch.as_tensor(rows, device=x.device) for rows in split)
+              for split in StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y)]
+    jobs = [(i, fold, train, test) for i in range(len(grid))
+            for fold, (train, test) in enumerate(splits)]
+    models = probe.fit_splits(x, ids, [job[2] for job in jobs],
+                              [{name: grid[job[0]]} for job in jobs])
+    classes = torch.arange(len(counts), device=x.device)
+    records, losses = [], np.zeros(len(grid))
+    for (i, fold, _, test), model in zip(jobs, models, strict=True):
+        _, bits = _data.scores(_data.full_log_proba(model, x[test], classes), ids[test])
+        records.append({name: grid[i], "fold": fold, "log_loss_bits": bits})
+        losses[i] += bits * len(test) / len(y)
     return grid[int(np.argmin(losses))], records

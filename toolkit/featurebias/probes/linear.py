@@ -6,6 +6,7 @@ import warnings
 
 import pandas as pd
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
@@ -79,24 +80,74 @@ class LinearProbe(Probe):
         if isinstance(C, str):  # "cv", checked by _check_params
             C, records = cv_select(self, "C", list(self.Cs), x, ids, self.cv, self.seed)
             fitted["cv_results_"] = pd.DataFrame(records)
+        [solved] = self._solve(x, ids, k, [None], [float(C)])
+        fitted.update(solved)
+        return fitted
+
+    def fit_splits(self, x, y, trains, params=None) -> list[LinearProbe]:
+        """A fitted clone per training split (row indices), each with its `params` (only `C`
+        here), from one batched L-BFGS: all the splits' logits come from one product per pass
+        over `x`, several times faster than fitting them one after the other.
+
+        Each clone is the probe that `clone(self).set_params(**params[j]).fit(x[trains[j]],
+        y[trains[j]])` fits (standardised on its own rows, the same `tol`). Other parameters,
+        `C="cv"`, or a split that lacks a class fall back to fitting one at a time.
+        """
+        params = [{}] * len(trains) if params is None else list(params)
+        Cs = [p.get("C", self.C) for p in params]
+        if len(params) != len(trains) or any(set(p) - {"C"} for p in params) or any(
+                isinstance(C, str) for C in Cs):
+            return super().fit_splits(x, y, trains, params)
+        self._check_params()
+        for C in Cs:
+            _data.positive(C, "C")
+        x, classes, ids = _data.fit_inputs(x, y)
+        device = _data.resolve_device(self.device, x)
+        x, ids = x.to(device=device, dtype=self.dtype), ids.to(device)
+        trains = [torch.as_tensor(t, device=device) for t in trains]
+        if any(len(torch.unique(ids[t])) < len(classes) for t in trains):
+            return super().fit_splits(x, classes[ids], trains, params)
+        solved = self._solve(x, ids, len(classes), trains, [float(C) for C in Cs])
+        return [clone(self).set_params(C=C)._install(fitted, classes, x)
+                for C, fitted in zip(Cs, solved, strict=True)]
+
+    def _solve(self, x: Tensor, ids: Tensor, k: int, trains: list, Cs: list[float]) -> list[dict]:
+        """Fitted attributes for each training split (row indices; None for all rows) and C,
+        from one batched solve. Each split is standardised on its own rows, as its own fit
+        would be: expressed against the standardisation of all rows (`shift`, `ratio`)."""
+        n, d = x.shape
         if self.standardize:
             z, mean, scale = _data.standardize(x)
         else:
-            z, mean, scale = x, x.new_zeros(x.shape[1]), x.new_ones(x.shape[1])
-        weights = _data.class_weights(ids, k, self.class_weight)
-        sol = fit_logistic(z, ids, k, float(C), class_weight=weights, max_iter=self.max_iter,
-                           tol=self.tol, precondition=self.precondition)
-        if not sol.converged and sol.n_iter >= self.max_iter:
+            z, mean, scale = x, x.new_zeros(d), x.new_ones(d)
+        own = {}  # a split's own (mean, scale), once per distinct split
+        for t in trains:
+            if self.standardize and t is not None and id(t) not in own:
+                own[id(t)] = _data.moments(x[t])
+        means = torch.stack([own.get(id(t), (mean, scale))[0] for t in trains])
+        scales = torch.stack([own.get(id(t), (mean, scale))[1] for t in trains])
+        shift = ratio = None
+        if own:
+            shift, ratio = (means - mean) / scale, scale / scales
+        row_weight = torch.zeros(len(trains), n, dtype=x.dtype, device=x.device)
+        for j, t in enumerate(trains):
+            rows = slice(None) if t is None else t
+            weights = _data.class_weights(ids[rows], k, self.class_weight)
+            row_weight[j, rows] = 1.0 if weights is None else weights.to(x)[ids[rows]]
+        sol = fit_logistic(z, ids, k, torch.tensor(Cs), row_weight, max_iter=self.max_iter,
+                           tol=self.tol, precondition=self.precondition, shift=shift,
+                           ratio=ratio)
+        stuck = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())
+        if stuck:
             warnings.warn(f"LinearProbe stopped after max_iter={self.max_iter} iterations "
-                          f"before reaching tol={self.tol}; raise max_iter", ConvergenceWarning,
-                          stacklevel=3)
-        coef = sol.weight.double() / scale.double()
-        fitted.update(
-            C_=float(C), n_iter_=sol.n_iter, mean_=mean, scale_=scale, coef_=coef.to(x.dtype),
-            intercept_=(sol.bias.double() - coef @ mean.double()).to(x.dtype),
-            # The intercept at x = mean_: logits from centred inputs avoid cancellation.
-            centred_intercept_=sol.bias)
-        return fitted
+                          f"before reaching tol={self.tol} ({stuck} of {len(trains)} fits); "
+                          "raise max_iter", ConvergenceWarning, stacklevel=3)
+        coef = sol.weight.double() / scales.double()[:, None]
+        intercept = sol.bias.double() - (coef * means.double()[:, None]).sum(2)
+        return [dict(C_=Cs[j], n_iter_=int(sol.n_iter[j]), mean_=means[j], scale_=scales[j],
+                     coef_=coef[j].to(x.dtype), intercept_=intercept[j].to(x.dtype),
+                     # The intercept at x = mean_: logits from centred inputs avoid cancellation.
+                     centred_intercept_=sol.bias[j]) for j in range(len(trains))]
 
     def decision_function(self, x):
         """Logits `[n, k]` (`[n]` for two classes, as in sklearn)."""

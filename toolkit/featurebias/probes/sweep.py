@@ -107,11 +107,14 @@ def _one(site, name, act, y, probe, cv, reduce, seed, bar) -> list[dict]:
     else:
         splits = StratifiedKFold(cv, shuffle=True, random_state=seed).split(y_np, y_np)
     k = len(classes)
+    splits = [tuple(torch.as_tensor(rows, device=x.device) for rows in split) for split in splits]
+    trains = [train for train, _ in splits]
+    if hasattr(probe, "fit_splits"):  # a featurebias probe: may fit all folds at once
+        models = probe.fit_splits(x, classes[ids], trains)
+    else:
+        models = [clone(probe).fit(x[train], classes[ids[train]]) for train in trains]
     records = []
-    for fold, (train, test) in enumerate(splits):
-        train = torch.as_tensor(train, device=x.device)
-        test = torch.as_tensor(test, device=x.device)
-        model = clone(probe).fit(x[train], classes[ids[train]])
+    for fold, ((train, test), model) in enumerate(zip(splits, models, strict=True)):
         logp = _data.full_log_proba(model, x[test], classes)
         accuracy, bits = _data.scores(logp, ids[test])
         chance_acc, chance_bits = _data.prior_scores(ids[train], ids[test], k)
