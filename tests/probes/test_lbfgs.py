@@ -100,3 +100,21 @@ def test_a_non_finite_trial_shrinks_the_step():
     result = minimize(evaluate, torch.tensor([[-3.0]], dtype=F64), max_iter=200, first_step=10)
     assert result.converged.all()
     torch.testing.assert_close(float(result.x), (1 - 5**0.5) / 2, rtol=0, atol=1e-9)
+
+
+def test_converges_where_f_is_too_coarse_to_see_the_last_steps():
+    # f carries an offset of 1e4 in float32 (rounding ~1e-3) while the gradient is exact:
+    # the last steps' decreases (~1e-12) are invisible in f, and only the slope test can
+    # accept them.
+    a, m = quadratics(3, 6, seed=4)
+    a, m = a.float(), m.float()
+
+    def evaluate(x, rows):
+        r = x - m[rows]
+        g = (a[rows] @ r[:, :, None])[:, :, 0]
+        f = (1e4 + 0.5 * (r * g).sum(1)).double()
+        return f, g, g.abs().amax(1) <= 1e-5
+
+    result = minimize(evaluate, torch.zeros(3, 6), max_iter=1000)
+    assert result.converged.all()
+    torch.testing.assert_close(result.x, m, rtol=0, atol=1e-3)
