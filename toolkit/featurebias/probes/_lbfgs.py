@@ -71,9 +71,8 @@ def minimize(evaluate: Evaluate, x0: Tensor, *, max_iter: int, history: int = 10
         slope_t = (g_t * direction[rows]).sum(1)
         flat = (f_t <= f[rows] + rounding) & (slope_t.abs() <= FLAT_SLOPE * slope[rows].abs())
         accept = (armijo | flat) & f_t.isfinite()
-        done = stop_t
-        solution[rows[done]] = trial[done]
-        converged[rows[done]] = True
+        solution[rows[stop_t]] = trial[stop_t]
+        converged[rows[stop_t]] = True
 
         taken = rows[accept]
         moved = trial[accept] - x[taken]
@@ -134,20 +133,22 @@ class _Memory:
 
     def direction(self, rows: Tensor, g: Tensor, first_step: float) -> Tensor:
         """`-H g` by the two-loop recursion, batched over `rows`."""
+        # Each problem's pairs newest first, gathered once (empty slots have rho = 0).
+        order = (self.head[rows, None] - 1 - torch.arange(self.size, device=g.device)) % self.size
+        s = self.s[rows[:, None], order]  # [a, size, dim]
+        y = self.y[rows[:, None], order]
+        rho = self.rho[rows[:, None], order]
         q = g.clone()
-        order = [(self.head[rows] - 1 - j) % self.size for j in range(self.size)]  # newest first
         alphas = []
-        for slot in order:
-            s, y, rho = self.s[rows, slot], self.y[rows, slot], self.rho[rows, slot]
-            a = rho * (s * q).sum(1)
-            q -= a[:, None] * y
+        for j in range(self.size):
+            a = rho[:, j] * (s[:, j] * q).sum(1)
+            q -= a[:, None] * y[:, j]
             alphas.append(a)
-        s, y, rho = self.s[rows, order[0]], self.y[rows, order[0]], self.rho[rows, order[0]]
-        gamma = torch.where(rho > 0, (s * y).sum(1) / (y * y).sum(1).clamp_min(
-            torch.finfo(g.dtype).tiny), first_step)
+        tiny = torch.finfo(g.dtype).tiny
+        gamma = torch.where(rho[:, 0] > 0, (s[:, 0] * y[:, 0]).sum(1) / (y[:, 0] * y[:, 0]).sum(
+            1).clamp_min(tiny), first_step)
         q *= gamma[:, None]
-        for slot, a in zip(reversed(order), reversed(alphas), strict=True):
-            s, y, rho = self.s[rows, slot], self.y[rows, slot], self.rho[rows, slot]
-            beta = rho * (y * q).sum(1)
-            q += (a - beta)[:, None] * s
+        for j in reversed(range(self.size)):
+            beta = rho[:, j] * (y[:, j] * q).sum(1)
+            q += (alphas[j] - beta)[:, None] * s[:, j]
         return -q
