@@ -37,3 +37,11 @@ def test_quick_probes_benchmark(tmp_path, capsys, monkeypatch):
         assert math.isclose(summary["speedup"],
                             summary["sklearn_total_s"] / summary["featurebias_total_s"])
     assert "total" in capsys.readouterr().out
+    cv_rows = written["cv_rows"]
+    assert [r["site"] for r in cv_rows] == [r["site"] for r in rows[:cfg.sites]]
+    for row in cv_rows:
+        assert row["featurebias_C"] in cfg.cv_Cs and row["sklearn_C"] in cfg.cv_Cs
+        assert math.isclose(row["speedup"], row["sklearn_s"] / row["featurebias_s"])
+        assert abs(row["accuracy_diff_points"]) <= 5
+    assert math.isclose(written["cv_summary"]["speedup"], written["cv_summary"]["sklearn_total_s"]
+                        / written["cv_summary"]["featurebias_total_s"])
