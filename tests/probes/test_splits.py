@@ -74,11 +74,13 @@ def test_float32_fits_are_within_the_tolerance_of_separate_ones():
 def test_splits_lacking_a_class_or_other_parameters_fall_back_to_separate_fits():
     x, y = blobs(90, 4, 3)
     no_class_2 = torch.nonzero(y != 2)[:, 0]
-    probe = LinearProbe(tol=1e-8, dtype=torch.float64)
-    [got] = probe.fit_splits(x, y, [no_class_2])
-    assert got.classes_.tolist() == [0, 1]
-    assert_same_fit(got, clone(probe).fit(x[no_class_2], y[no_class_2]))
     every = torch.arange(90)
+    probe = LinearProbe(tol=1e-8, dtype=torch.float64)
+    got, whole = probe.fit_splits(x, y, [no_class_2, every], [{"C": 0.5}, {}])
+    assert got.classes_.tolist() == [0, 1] and got.C_ == 0.5
+    assert_same_fit(got, clone(probe).set_params(C=0.5).fit(x[no_class_2], y[no_class_2]))
+    assert whole.classes_.tolist() == [0, 1, 2]
+    assert_same_fit(whole, clone(probe).fit(x, y))
     [other] = probe.fit_splits(x, y, [every], [{"class_weight": "balanced"}])
     assert other.class_weight == "balanced"
     assert_same_fit(other, clone(probe).set_params(class_weight="balanced").fit(x, y))

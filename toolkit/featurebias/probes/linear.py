@@ -90,8 +90,8 @@ class LinearProbe(Probe):
         over `x`, several times faster than fitting them one after the other.
 
         Each clone is the probe that `clone(self).set_params(**params[j]).fit(x[trains[j]],
-        y[trains[j]])` fits (standardised on its own rows, the same `tol`). Other parameters,
-        `C="cv"`, or a split that lacks a class fall back to fitting one at a time.
+        y[trains[j]])` fits (standardised on its own rows, the same `tol`). Other parameters
+        or `C="cv"` fall back to fitting one at a time, as does a split that lacks a class.
         """
         params = [{}] * len(trains) if params is None else list(params)
         Cs = [p.get("C", self.C) for p in params]
@@ -105,11 +105,20 @@ class LinearProbe(Probe):
         device = _data.resolve_device(self.device, x)
         x, ids = x.to(device=device, dtype=self.dtype), ids.to(device)
         trains = [torch.as_tensor(t, device=device) for t in trains]
-        if any(len(torch.unique(ids[t])) < len(classes) for t in trains):
-            return super().fit_splits(x, classes[ids], trains, params)
-        solved = self._solve(x, ids, len(classes), trains, [float(C) for C in Cs])
-        return [clone(self).set_params(C=C)._install(fitted, classes, x)
-                for C, fitted in zip(Cs, solved, strict=True)]
+        complete = [j for j, t in enumerate(trains) if len(torch.unique(ids[t])) == len(classes)]
+        solved = {}
+        if complete:
+            fits = self._solve(x, ids, len(classes), [trains[j] for j in complete],
+                               [float(Cs[j]) for j in complete])
+            solved = dict(zip(complete, fits, strict=True))
+        out = []
+        for j, (train, C) in enumerate(zip(trains, Cs, strict=True)):
+            probe = clone(self).set_params(C=C)
+            if j in solved:
+                out.append(probe._install(solved[j], classes, x))
+            else:  # a split that lacks a class fits fewer classes: on its own
+                out.append(probe.fit(x[train], classes[ids[train]]))
+        return out
 
     def _solve(self, x: Tensor, ids: Tensor, k: int, trains: list, Cs: list[float]) -> list[dict]:
         """Fitted attributes for each training split (row indices; None for all rows) and C,
