@@ -81,27 +81,34 @@ def is_constant(x: Tensor) -> bool:
     return bool((v == v[0]).all()) and bool((x == x[:1]).all())
 
 
-def moments(x: Tensor, block: int = 8192) -> tuple[Tensor, Tensor]:
-    """`(mean, scale)` of the columns, the population std as `scale` (1 where it is 0).
-
-    Sums run as matrix products in x's dtype (row reductions are much slower on the CPU);
-    two passes, so offsets do not cancel. Constant columns keep scale 1, as sklearn's
-    StandardScaler does.
-    """
-    n = x.shape[0]
-    mean = _column_sums(x) / n
-    var = torch.zeros_like(mean)
-    for start in range(0, n, block):
-        var += _column_sums((x[start:start + block] - mean).square())
-    std = (var / n).sqrt()
-    return mean, torch.where(std > 0, std, torch.ones_like(std))
+def moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """`(mean, scale)` of the columns, the population std as `scale` (1 where it is 0, as
+    sklearn's StandardScaler has it)."""
+    mean = _column_sums(x) / x.shape[0]
+    return mean, _scale(x, mean)
 
 
 def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """`((x − mean) / scale, mean, scale)` with `moments`' mean and scale (constant columns
     become zero)."""
-    mean, scale = moments(x)
-    return (x - mean).div_(scale), mean, scale
+    mean = _column_sums(x) / x.shape[0]
+    z = x - mean
+    scale = _scale(z, None)
+    return z.div_(scale), mean, scale
+
+
+def _scale(x: Tensor, mean: Tensor | None, block: int = 8192) -> Tensor:
+    """The columns' population std about `mean` (x is centred already if None), 1 where 0.
+
+    Sums run as matrix products in x's dtype (row reductions are much slower on the CPU),
+    a second pass after the mean's, so offsets do not cancel.
+    """
+    var = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+    for start in range(0, x.shape[0], block):
+        rows = x[start:start + block]
+        var += _column_sums((rows if mean is None else rows - mean).square())
+    std = (var / x.shape[0]).sqrt()
+    return torch.where(std > 0, std, torch.ones_like(std))
 
 
 def class_weights(ids: Tensor, k: int, mode) -> Tensor | None:
