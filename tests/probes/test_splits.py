@@ -8,7 +8,7 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from featurebias.errors import ConfigError
+from featurebias.errors import ConfigError, RangeError, ShapeError
 from featurebias.probes import LinearProbe, MLPProbe, probe_sites
 from featurebias.probes.base import Probe
 
@@ -124,3 +124,29 @@ def test_cv_search_and_probe_sites_match_fold_by_fold_fits():
         train, test = splits[row.fold]
         alone = LinearProbe(tol=1e-10, dtype=torch.float64).fit(x[train], y[train])
         assert row.accuracy == alone.score(x[test], y[test])
+
+
+@pytest.mark.parametrize("probe", [LinearProbe(), MLPProbe(hidden=4, max_epochs=1)])
+def test_bad_splits_raise_clear_errors_and_change_nothing(probe):
+    x, y = blobs(40, 3, 2)
+    bad = [([torch.arange(40), torch.arange(3)], [{}], ConfigError, "one dict per"),
+           ([torch.arange(0)], None, ShapeError, "no rows"),
+           ([torch.tensor([0, 40])], None, RangeError, r"outside \[0, 40\)"),
+           ([torch.tensor([0.0, 1.0])], None, ShapeError, "integer row indices"),
+           ([torch.ones(39, dtype=torch.bool)], None, ShapeError, "boolean mask")]
+    for trains, params, error, message in bad:
+        with pytest.raises(error, match=message):
+            probe.fit_splits(x, y, trains, params)
+    assert not hasattr(probe, "classes_")
+
+
+def test_boolean_masks_and_numpy_inputs_select_the_same_rows():
+    x, y = blobs(80, 3, 2)
+    mask = torch.arange(80) % 3 != 0
+    probe = LinearProbe(tol=1e-8, dtype=torch.float64)
+    [by_mask] = probe.fit_splits(x.numpy(), y.numpy(), [mask.numpy()])
+    assert_same_fit(by_mask, clone(probe).fit(x[mask], y[mask]))
+    mlp = MLPProbe(hidden=4, max_epochs=2, seed=0)
+    [fitted] = mlp.fit_splits(x.numpy(), y.numpy(), [np.nonzero(mask.numpy())[0]])
+    np.testing.assert_allclose(fitted.predict_proba(x.numpy()),
+                               clone(mlp).fit(x[mask], y[mask]).predict_proba(x.numpy()))

@@ -111,6 +111,31 @@ def _scale(x: Tensor, mean: Tensor | None, block: int = 8192) -> Tensor:
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
+def split_rows(trains, params, n: int) -> tuple[list[Tensor], list[dict]]:
+    """Training splits as int64 row indices (from indices or boolean masks `[n]`), each
+    non-empty and within `[0, n)`, and one parameter dict per split (default none)."""
+    trains = list(trains)
+    params = [{}] * len(trains) if params is None else list(params)
+    if len(params) != len(trains) or not all(isinstance(p, dict) for p in params):
+        raise ConfigError(f"params must hold one dict per training split ({len(trains)}), got "
+                          f"{len(params)} entries")
+    out = []
+    for j, t in enumerate(trains):
+        t = check.as_tensor(t, f"trains[{j}]")
+        if t.dtype == torch.bool and t.shape == (n,):
+            t = t.nonzero()[:, 0]
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or t.ndim != 1:
+            raise ShapeError(f"trains[{j}] must be 1-D integer row indices or a boolean mask "
+                             f"[{n}], got dtype {t.dtype} and shape {tuple(t.shape)}")
+        if len(t) == 0:
+            raise ShapeError(f"trains[{j}] selects no rows; every split needs training rows")
+        if int(t.min()) < 0 or int(t.max()) >= n:
+            raise RangeError(f"trains[{j}] holds row indices outside [0, {n}): "
+                             f"{int(t.min())}..{int(t.max())}")
+        out.append(t.long())
+    return out, params
+
+
 def class_weights(ids: Tensor, k: int, mode) -> Tensor | None:
     """Per-class weights: None, or `n / (k · n_c)` for `"balanced"` (sklearn's rule)."""
     if mode is None:

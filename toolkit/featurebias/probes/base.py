@@ -45,13 +45,16 @@ class Probe(ClassifierMixin, BaseEstimator):
         """A fitted clone of this probe per training split: for each `j`, what
         `clone(self).set_params(**params[j]).fit(x[trains[j]], y[trains[j]])` returns.
 
-        `trains` holds row indices; `params` (default none) a dict of parameters per split.
+        `trains` holds row indices (or boolean masks); `params` (default none) a dict of
+        parameters per split.
         Here the fits run one after the other; a probe that can fit several on the same rows
         at once (`LinearProbe`) overrides this.
         """
-        params = [{}] * len(trains) if params is None else params
-        return [clone(self).set_params(**p).fit(x[t], y[t]) for t, p in zip(trains, params,
-                                                                              strict=True)]
+        trains, params = _data.split_rows(trains, params, len(x))
+        if not isinstance(x, Tensor):  # index arrays as arrays
+            trains = [t.numpy() for t in trains]
+        return [clone(self).set_params(**p).fit(x[t], y[t])
+                for t, p in zip(trains, params, strict=True)]
 
     def _inputs(self, x) -> tuple[Tensor, object]:
         if not hasattr(self, "classes_"):

@@ -93,18 +93,17 @@ class LinearProbe(Probe):
         y[trains[j]])` fits (standardised on its own rows, the same `tol`). Other parameters
         or `C="cv"` fall back to fitting one at a time, as does a split that lacks a class.
         """
-        params = [{}] * len(trains) if params is None else list(params)
+        x, classes, ids = _data.fit_inputs(x, y)
+        trains, params = _data.split_rows(trains, params, len(x))
         Cs = [p.get("C", self.C) for p in params]
-        if len(params) != len(trains) or any(set(p) - {"C"} for p in params) or any(
-                isinstance(C, str) for C in Cs):
-            return super().fit_splits(x, y, trains, params)
+        if any(set(p) - {"C"} for p in params) or any(isinstance(C, str) for C in Cs):
+            return super().fit_splits(x, classes[ids], trains, params)
         self._check_params()
         for C in Cs:
             _data.positive(C, "C")
-        x, classes, ids = _data.fit_inputs(x, y)
         device = _data.resolve_device(self.device, x)
         x, ids = x.to(device=device, dtype=self.dtype), ids.to(device)
-        trains = [torch.as_tensor(t, device=device) for t in trains]
+        trains = [t.to(device) for t in trains]
         complete = [j for j, t in enumerate(trains) if len(torch.unique(ids[t])) == len(classes)]
         solved = {}
         if complete:
@@ -143,9 +142,9 @@ class LinearProbe(Probe):
             rows = slice(None) if t is None else t
             weights = _data.class_weights(ids[rows], k, self.class_weight)
             row_weight[j, rows] = 1.0 if weights is None else weights.to(x)[ids[rows]]
-        sol = fit_logistic(z, ids, k, torch.tensor(Cs), row_weight, max_iter=self.max_iter,
-                           tol=self.tol, precondition=self.precondition, shift=shift,
-                           ratio=ratio)
+        sol = fit_logistic(z, ids, k, torch.tensor(Cs, dtype=torch.float64), row_weight,
+                           max_iter=self.max_iter, tol=self.tol, precondition=self.precondition,
+                           shift=shift, ratio=ratio)
         stuck = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())
         if stuck:
             warnings.warn(f"LinearProbe stopped after max_iter={self.max_iter} iterations "
