@@ -16,8 +16,8 @@ from . import _lbfgs as lbfgs
 MIN_LOG_PROBA = -80.0
 
 # Rows per chunk of the streamed passes: a few MiB, so a chunk read for the logits is still
-# in cache for the gradient product that follows (on one CPU thread an evaluation takes
-# ~1.4x less time than two whole-matrix products).
+# in cache for the gradient product that follows (on one CPU thread an evaluation at
+# n = 16k, d = 512, 10 classes takes ~1.2x less time than two whole-matrix products).
 CHUNK_BYTES = 4 << 20
 
 
