@@ -46,57 +46,58 @@ def minimize(evaluate: Evaluate, x0: Tensor, *, max_iter: int, history: int = 10
     ones use the curvature pairs, scaled as usual by `sᵀy / yᵀy`.
     """
     problems, dim = x0.shape
-    every = torch.arange(problems, device=x0.device)
+    solution = x0.clone()
+    n_iter = torch.zeros(problems, dtype=torch.long, device=x0.device)
+    converged = torch.zeros(problems, dtype=torch.bool, device=x0.device)
+    eps = torch.finfo(x0.dtype).eps
+    # The state of the problems still running, one row each (`ids`: which problem).
+    ids = torch.arange(problems, device=x0.device)
     x = x0.clone()
-    f, g, stop = evaluate(x, every)
-    solution = x.clone()
-    converged = stop.clone()
-    n_iter = torch.zeros(problems, dtype=torch.long, device=x.device)
+    f, g, stopped = evaluate(x, ids)
     memory = _Memory(problems, dim, history, x)
     direction = -first_step * g
     slope = (g * direction).sum(1)
-    step = torch.ones(problems, dtype=torch.float64, device=x.device)
+    step = torch.ones_like(f)
+    iters = torch.zeros_like(n_iter)
     backtracks = torch.zeros_like(n_iter)
-    stuck = torch.zeros_like(converged)  # a step that no longer moves x: no progress possible
-    active = ~converged
-    while bool(active.any()):
-        rows = active.nonzero()[:, 0]
-        trial = x[rows] + step[rows, None].to(x.dtype) * direction[rows]
-        f_t, g_t, stop_t = evaluate(trial, rows)
+    done = stopped
+    while True:
+        if bool(done.any()):
+            solution[ids[done]], converged[ids[done]] = x[done], stopped[done]
+            n_iter[ids[done]] = iters[done]
+            keep = ~done
+            if not bool(keep.any()):
+                return Result(solution, n_iter, converged)
+            ids, x, f, g, direction, slope, step, iters, backtracks = (
+                t[keep] for t in (ids, x, f, g, direction, slope, step, iters, backtracks))
+            memory.keep(keep)
+        trial = x + step[:, None].to(x.dtype) * direction
+        f_t, g_t, stopped = evaluate(trial, ids)
         # Sufficient decrease (Armijo), or, where f changes by no more than its rounding,
         # a slope along the direction that has shrunk (Hager & Zhang's approximate Wolfe
         # test): near a minimum f stops telling better from worse, but the gradient does not.
-        rounding = 64 * torch.finfo(x.dtype).eps * f[rows].abs()
-        armijo = f_t <= f[rows] + ARMIJO * step[rows] * slope[rows]
-        slope_t = (g_t * direction[rows]).sum(1)
-        flat = (f_t <= f[rows] + rounding) & (slope_t.abs() <= FLAT_SLOPE * slope[rows].abs())
+        armijo = f_t <= f + ARMIJO * step * slope
+        flat = (f_t <= f + 64 * eps * f.abs()) & (
+            (g_t * direction).sum(1).abs() <= FLAT_SLOPE * slope.abs())
         accept = (armijo | flat) & f_t.isfinite()
-        solution[rows[stop_t]] = trial[stop_t]
-        converged[rows[stop_t]] = True
-
-        taken = rows[accept]
-        moved = trial[accept] - x[taken]
-        stuck[taken[(moved == 0).all(1)]] = True
-        memory.add(taken, moved, g_t[accept] - g[taken])
-        x[taken], f[taken], g[taken] = trial[accept], f_t[accept], g_t[accept]
-        n_iter[taken] += 1
-        direction[taken] = memory.direction(taken, g[taken], first_step)
-        slope[taken] = (g[taken] * direction[taken]).sum(1)
-        uphill = taken[slope[taken] >= 0]  # lost curvature information: restart from -g
-        if len(uphill):
-            memory.clear(uphill)
-            direction[uphill] = -first_step * g[uphill]
-            slope[uphill] = (g[uphill] * direction[uphill]).sum(1)
-        step[taken] = 1.0
-        backtracks[taken] = 0
-
-        back = rows[~accept]
-        if len(back):
-            step[back] = _backtrack(step[back], slope[back], f[back], f_t[~accept])
-            backtracks[back] += 1
-        solution[~converged] = x[~converged]
-        active = ~converged & ~stuck & (backtracks < MAX_BACKTRACKS) & (n_iter < max_iter)
-    return Result(solution, n_iter, converged)
+        moved = trial - x
+        stuck = accept & (moved == 0).all(1)  # the step no longer moves x: no progress left
+        memory.add(accept, moved, g_t - g)
+        shrunk = _backtrack(step, slope, f, f_t)
+        # A trial that meets the stopping test is where its problem ends, accepted or not.
+        x = torch.where((accept | stopped)[:, None], trial, x)
+        f = torch.where(accept, f_t, f)
+        g = torch.where(accept[:, None], g_t, g)
+        iters += accept
+        fresh = memory.direction(g, first_step)
+        uphill = accept & ((g * fresh).sum(1) >= 0)  # curvature information gone bad
+        memory.clear(uphill)
+        fresh = torch.where(uphill[:, None], -first_step * g, fresh)
+        direction = torch.where(accept[:, None], fresh, direction)
+        slope = (g * direction).sum(1)
+        step = torch.where(accept, 1.0, shrunk)
+        backtracks = torch.where(accept, 0, backtracks + 1)
+        done = stopped | stuck | (backtracks >= MAX_BACKTRACKS) | (iters >= max_iter)
 
 
 def _backtrack(step: Tensor, slope: Tensor, f0: Tensor, f_t: Tensor) -> Tensor:
@@ -109,46 +110,47 @@ def _backtrack(step: Tensor, slope: Tensor, f0: Tensor, f_t: Tensor) -> Tensor:
 
 
 class _Memory:
-    """Each problem's last `size` curvature pairs `(s, y)`, newest last, in a ring."""
+    """Each problem's last `size` curvature pairs `(s, y)` in order, oldest first; an empty
+    slot holds zeros and is marked invalid."""
 
     def __init__(self, problems: int, dim: int, size: int, like: Tensor):
         self.s = like.new_zeros(problems, size, dim)
         self.y = like.new_zeros(problems, size, dim)
-        self.rho = like.new_zeros(problems, size)  # 1 / sᵀy; 0 marks an empty slot
-        self.head = torch.zeros(problems, dtype=torch.long, device=like.device)
-        self.size = size
+        self.valid = torch.zeros(problems, size, dtype=torch.bool, device=like.device)
 
-    def add(self, rows: Tensor, s: Tensor, y: Tensor) -> None:
-        """Store the pairs whose curvature `sᵀy` is positive (others would break the
-        update's positive definiteness: skipped, as is usual)."""
-        sy = (s * y).sum(1)
-        keep = sy > torch.finfo(s.dtype).eps * (y * y).sum(1)
-        rows, s, y, sy = rows[keep], s[keep], y[keep], sy[keep]
-        slot = self.head[rows]
-        self.s[rows, slot], self.y[rows, slot], self.rho[rows, slot] = s, y, 1 / sy
-        self.head[rows] = (slot + 1) % self.size
+    def keep(self, mask: Tensor) -> None:
+        """Drop the problems outside `mask`."""
+        self.s, self.y, self.valid = self.s[mask], self.y[mask], self.valid[mask]
 
-    def clear(self, rows: Tensor) -> None:
-        self.rho[rows] = 0
+    def add(self, mask: Tensor, s: Tensor, y: Tensor) -> None:
+        """Append the pairs of the problems in `mask` whose curvature `sᵀy` is positive
+        (others would break the update's positive definiteness: skipped, as is usual),
+        dropping their oldest."""
+        ok = mask & ((s * y).sum(1) > torch.finfo(s.dtype).eps * (y * y).sum(1))
+        self.s, self.y, self.valid = (
+            torch.where(ok.view(-1, *[1] * (old.ndim - 1)),
+                        torch.cat([old[:, 1:], new[:, None]], 1), old)
+            for old, new in ((self.s, s), (self.y, y), (self.valid, torch.ones_like(ok))))
 
-    def direction(self, rows: Tensor, g: Tensor, first_step: float) -> Tensor:
-        """`-H g` by the two-loop recursion, batched over `rows`."""
-        # Each problem's pairs newest first, gathered once (empty slots have rho = 0).
-        order = (self.head[rows, None] - 1 - torch.arange(self.size, device=g.device)) % self.size
-        s = self.s[rows[:, None], order]  # [a, size, dim]
-        y = self.y[rows[:, None], order]
-        rho = self.rho[rows[:, None], order]
-        q = g.clone()
-        alphas = []
-        for j in range(self.size):
-            a = rho[:, j] * (s[:, j] * q).sum(1)
-            q -= a[:, None] * y[:, j]
-            alphas.append(a)
-        tiny = torch.finfo(g.dtype).tiny
-        gamma = torch.where(rho[:, 0] > 0, (s[:, 0] * y[:, 0]).sum(1) / (y[:, 0] * y[:, 0]).sum(
-            1).clamp_min(tiny), first_step)
-        q *= gamma[:, None]
-        for j in reversed(range(self.size)):
-            beta = rho[:, j] * (y[:, j] * q).sum(1)
-            q += (alphas[j] - beta)[:, None] * s[:, j]
-        return -q
+    def clear(self, mask: Tensor) -> None:
+        self.s[mask], self.y[mask], self.valid[mask] = 0, 0, False
+
+    def direction(self, g: Tensor, first_step: float) -> Tensor:
+        """`-H g` for every problem, in the compact form of Byrd, Nocedal & Schnabel:
+        `H = γI + [S γY] [[R⁻ᵀ(D + γYᵀY)R⁻¹, −R⁻ᵀ], [−R⁻¹, 0]] [S γY]ᵀ` with the pairs as the
+        columns of S and Y (oldest first), `R` the upper triangle of `SᵀY` and `D` its
+        diagonal: a few batched products instead of the two-loop recursion's 4·size steps."""
+        s, y = self.s, self.y
+        sy = s @ y.mT
+        yy = y @ y.mT
+        gamma = torch.where(self.valid[:, -1], sy[:, -1, -1] / yy[:, -1, -1].clamp_min(
+            torch.finfo(g.dtype).tiny), first_step)[:, None]
+        # An empty slot gets an identity row in R: its terms then vanish.
+        r = sy.triu() + torch.diag_embed((~self.valid).to(g.dtype))
+        sg = (s @ g[:, :, None])[:, :, 0]
+        yg = (y @ g[:, :, None])[:, :, 0]
+        r_sg = torch.linalg.solve_triangular(r, sg[:, :, None], upper=True)[:, :, 0]
+        inner = (sy.diagonal(dim1=1, dim2=2) * r_sg + gamma * (yy @ r_sg[:, :, None])[:, :, 0]
+                 - gamma * yg)
+        top = torch.linalg.solve_triangular(r.mT, inner[:, :, None], upper=False)[:, :, 0]
+        return -(gamma * g + (top[:, None, :] @ s)[:, 0] - gamma * (r_sg[:, None, :] @ y)[:, 0])
