@@ -194,11 +194,12 @@ def test_rejected_fit_leaves_the_probe_unchanged():
 
 
 def test_auto_preconditioning_only_where_it_pays_for_itself():
-    # The benchmark's shape (16k rows, d = 512, 10 classes): the whitening costs a few passes.
+    # Shapes where whitening was measured to pay (the benchmark's; a binary probe on d = 1024)
+    # and not to (fewer rows of width 2048 and two classes; d = 4096).
     assert worth_preconditioning(16_000, 512, 10)
-    # Wide activations with few classes: the d×d work would cost hundreds of passes.
-    assert not worth_preconditioning(16_000, 1024, 1)
-    assert not worth_preconditioning(16_000, 2048, 10)
+    assert worth_preconditioning(16_000, 1024, 1)
+    assert not worth_preconditioning(8_000, 2048, 1)
+    assert not worth_preconditioning(16_000, 4096, 10)
     x, y = blobs(200, 6, 3, signal=0.8)
     with pytest.raises(ConfigError, match="precondition"):
         LinearProbe(precondition="always").fit(x, y)

@@ -37,7 +37,8 @@ class LinearProbe(Probe):
         precondition: run L-BFGS in coordinates whitened by the training features' covariance
             (same objective and minimiser; far fewer passes over correlated activations);
             `"auto"` does so when the whitening costs less than the passes it usually saves
-            (not for wide activations with few classes, e.g. d ≥ 1024 and two classes).
+            (not for activations wide relative to their rows, e.g. 8k rows of d = 1024 and
+            two classes).
         dtype: compute dtype; device: where to fit (None: where `x` is).
 
     Fitted: `coef_ [k, d]` and `intercept_ [k]` in the input space (`[1, d]`, `[1]` for two
