@@ -111,6 +111,12 @@ def split(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
     return order[n_test:], order[:n_test]
 
 
+def sync(device: str) -> None:
+    """Wait for the device's queued work, so wall-clock times cover it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def run_tol(cfg: Config, tol: float, sites, y, device: str,
             sklearn_float64: bool = False) -> tuple[list[dict], dict]:
     """Time both libraries on every site at one `tol`; per-site rows and a summary."""
@@ -122,15 +128,11 @@ def run_tol(cfg: Config, tol: float, sites, y, device: str,
     ours: dict[str, tuple[float, LinearProbe]] = {}
     theirs: dict[str, tuple[float, object]] = {}
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     def fit_ours():
         for s, (xtr, ytr, _, _) in on_device.items():
             start = time.perf_counter()
             probe = LinearProbe(cfg.C, tol=tol, max_iter=cfg.max_iter).fit(xtr, ytr)
-            sync()
+            sync(device)
             ours[s] = (time.perf_counter() - start, probe)
 
     def fit_theirs():
@@ -170,8 +172,7 @@ def run_cv(cfg: Config, sites, y, device: str) -> tuple[list[dict], dict]:
         start = time.perf_counter()
         probe = LinearProbe("cv", Cs=cfg.cv_Cs, cv=cfg.cv_folds, tol=cfg.cv_tol,
                             max_iter=cfg.max_iter, seed=cfg.seed).fit(xtr.to(device), ytr)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(device)
         t_ours = time.perf_counter() - start
         start = time.perf_counter()
         model = make_pipeline(StandardScaler(), LogisticRegressionCV(

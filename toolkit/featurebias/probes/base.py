@@ -46,9 +46,8 @@ class Probe(ClassifierMixin, BaseEstimator):
         `clone(self).set_params(**params[j]).fit(x[trains[j]], y[trains[j]])` returns.
 
         `trains` holds row indices (or boolean masks); `params` (default none) a dict of
-        parameters per split.
-        Here the fits run one after the other; a probe that can fit several on the same rows
-        at once (`LinearProbe`) overrides this.
+        parameters per split. Here the fits run one after the other; a probe that can fit
+        several on the same rows at once (`LinearProbe`) overrides this.
         """
         trains, params = _data.split_rows(trains, params, len(x))
         if not isinstance(x, Tensor):  # index arrays as arrays
