@@ -6,7 +6,6 @@ import warnings
 
 import pandas as pd
 import torch
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
@@ -46,6 +45,8 @@ class LinearProbe(Probe):
     `cv_results_` (a DataFrame) when `C="cv"`.
     """
 
+    _split_param = "C"
+
     def __init__(self, C: float | str = 1.0, *, Cs=DEFAULT_CS, cv: int = 5, max_iter: int = 500,
                  tol: float = 1e-4, standardize: bool = True, class_weight: str | None = None,
                  precondition: bool | str = "auto", dtype: torch.dtype = torch.float32, device=None,
@@ -81,49 +82,15 @@ class LinearProbe(Probe):
         if isinstance(C, str):  # "cv", checked by _check_params
             C, records = cv_select(self, "C", list(self.Cs), x, ids, self.cv, self.seed)
             fitted["cv_results_"] = pd.DataFrame(records)
-        [solved] = self._solve(x, ids, k, [None], [float(C)])
+        [solved] = self._fit_many(x, ids, k, [None], [C])
         fitted.update(solved)
         return fitted
 
-    def fit_splits(self, x, y, trains, params=None) -> list[LinearProbe]:
-        """A fitted clone per training split (row indices), each with its `params` (only `C`
-        here), from one batched L-BFGS: all the splits' logits come from one product per pass
-        over `x`, several times faster than fitting them one after the other.
-
-        Each clone is the probe that `clone(self).set_params(**params[j]).fit(x[trains[j]],
-        y[trains[j]])` fits (standardised on its own rows, the same `tol`). Other parameters
-        or `C="cv"` fall back to fitting one at a time, as does a split that lacks a class.
-        """
-        x, classes, ids = _data.fit_inputs(x, y)
-        trains, params = _data.split_rows(trains, params, len(x))
-        Cs = [p.get("C", self.C) for p in params]
-        if any(set(p) - {"C"} for p in params) or any(isinstance(C, str) for C in Cs):
-            return super().fit_splits(x, classes[ids], trains, params)
-        self._check_params()
-        for C in Cs:
-            _data.positive(C, "C")
-        device = _data.resolve_device(self.device, x)
-        x, ids = x.to(device=device, dtype=self.dtype), ids.to(device)
-        trains = [t.to(device) for t in trains]
-        complete = [j for j, t in enumerate(trains) if len(torch.unique(ids[t])) == len(classes)]
-        solved = {}
-        if complete:
-            fits = self._solve(x, ids, len(classes), [trains[j] for j in complete],
-                               [float(Cs[j]) for j in complete])
-            solved = dict(zip(complete, fits, strict=True))
-        out = []
-        for j, (train, C) in enumerate(zip(trains, Cs, strict=True)):
-            probe = clone(self).set_params(C=C)
-            if j in solved:
-                out.append(probe._install(solved[j], classes, x))
-            else:  # a split that lacks a class fits fewer classes: on its own
-                out.append(probe.fit(x[train], classes[ids[train]]))
-        return out
-
-    def _solve(self, x: Tensor, ids: Tensor, k: int, trains: list, Cs: list[float]) -> list[dict]:
-        """Fitted attributes for each training split (row indices; None for all rows) and C,
-        from one batched solve. Each split is standardised on its own rows, as its own fit
-        would be: expressed against the standardisation of all rows (`shift`, `ratio`)."""
+    def _fit_many(self, x: Tensor, ids: Tensor, k: int, trains: list, Cs: list) -> list[dict]:
+        """One batched L-BFGS solve for all the splits: their logits come from one product per
+        pass over `x`. Each split is standardised on its own rows, as its own fit would be:
+        expressed against the standardisation of all rows (`shift`, `ratio`)."""
+        Cs = [float(C) for C in Cs]
         n, d = x.shape
         if self.standardize:
             z, mean, scale = _data.standardize(x)
