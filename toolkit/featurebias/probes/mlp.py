@@ -6,12 +6,11 @@ import math
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _validate as check
 from ..errors import ConfigError
-from . import _data
+from . import _data, _mlp_train
 from .base import Probe, cv_select
 
 DEFAULT_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -32,7 +31,12 @@ class MLPProbe(Probe):
 
     Fitted: `params_` (weights and biases), `classes_`, `weight_decay_`, `n_epochs_`,
     `best_epoch_`, `validation_loss_` (nats per epoch), `mean_`, `scale_`.
+
+    `fit_splits` (so the weight-decay search and `probe_sites`' folds) trains its networks
+    together, weights stacked, each as its own fit would (see `_mlp_train`).
     """
+
+    _split_param = "weight_decay"
 
     def __init__(self, hidden: int = 256, *, weight_decay: float | str = 1e-2,
                  weight_decays=DEFAULT_WEIGHT_DECAYS, cv: int = 5, lr: float = 1e-3,
@@ -76,69 +80,35 @@ class MLPProbe(Probe):
             decay, records = cv_select(self, "weight_decay", list(self.weight_decays), x, ids,
                                        self.cv, self.seed)
             fitted["cv_results_"] = pd.DataFrame(records)
-        if self.standardize:
-            z, mean, scale = _data.standardize(x)
-        else:
-            z, mean, scale = x, x.new_zeros(x.shape[1]), x.new_ones(x.shape[1])
-        gen = torch.Generator().manual_seed(int(self.seed))
-        params = _init(x.shape[1], self.hidden, k, gen, x.dtype, x.device)
-        order = torch.randperm(len(z), generator=gen).to(x.device)
-        n_val = math.floor(self.validation_fraction * len(z))
-        stopping = n_val >= 1 and len(z) - n_val >= 1
-        train, val = (order[n_val:], order[:n_val]) if stopping else (order, order[:0])
-        weights = _data.class_weights(ids, k, self.class_weight)
-        weights = None if weights is None else weights.to(x.dtype)
-        opt = torch.optim.AdamW([{"params": [params["w1"], params["w2"]]},
-                                 {"params": [params["b1"], params["b2"]], "weight_decay": 0.0}],
-                                lr=self.lr, weight_decay=float(decay))
-        best, best_epoch, best_loss, curve = None, 0, math.inf, []
-        epoch = 0
-        for epoch in range(1, self.max_epochs + 1):
-            perm = train[torch.randperm(len(train), generator=gen).to(x.device)]
-            for start in range(0, len(perm), self.batch_size):
-                batch = perm[start:start + self.batch_size]
-                loss = F.cross_entropy(_forward(params, z[batch]), ids[batch], weight=weights)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if not stopping:
-                continue
-            with torch.no_grad():
-                val_loss = float(F.cross_entropy(_forward(params, z[val]), ids[val],
-                                                 weight=weights))
-            curve.append(val_loss)
-            if val_loss < best_loss:
-                best_loss, best_epoch = val_loss, epoch
-                best = {name: p.detach().clone() for name, p in params.items()}
-            elif epoch - best_epoch >= self.patience:
-                break
-        final = best if best is not None else {n: p.detach() for n, p in params.items()}
-        fitted.update(params_=final, weight_decay_=float(decay), n_epochs_=epoch,
-                      best_epoch_=best_epoch if stopping else epoch, validation_loss_=curve,
-                      mean_=mean, scale_=scale)
+        [trained] = self._fit_many(x, ids, k, [None], [decay])
+        fitted.update(trained)
         return fitted
 
+    def _fit_many(self, x: Tensor, ids: Tensor, k: int, trains: list, decays: list) -> list[dict]:
+        """All the splits' networks trained together, their weights stacked (see `_mlp_train`)."""
+        rows = [torch.arange(len(x), device=x.device) if t is None else t for t in trains]
+        if self.standardize:
+            mean, scale = (torch.stack(m) for m in zip(*(_data.moments(x[r]) for r in rows),
+                                                        strict=True))
+        else:
+            mean, scale = x.new_zeros(len(rows), x.shape[1]), x.new_ones(len(rows), x.shape[1])
+        weights = [_data.class_weights(ids[r], k, self.class_weight) for r in rows]
+        weights = None if self.class_weight is None else torch.stack(weights)
+        settings = _mlp_train.Settings(self.hidden, self.lr, self.max_epochs, self.batch_size,
+                                       self.validation_fraction, self.patience, self.seed)
+        decay = torch.tensor([float(d) for d in decays], dtype=torch.float64, device=x.device)
+        models = _mlp_train.train(x, ids, k, rows, mean, scale, weights, decay, settings)
+        return [dict(params_=m.params, weight_decay_=float(d), n_epochs_=m.n_epochs,
+                     best_epoch_=m.best_epoch, validation_loss_=m.validation_loss,
+                     mean_=mean[j], scale_=scale[j])
+                for j, (m, d) in enumerate(zip(models, decays, strict=True))]
+
     def _log_proba(self, x: Tensor) -> Tensor:
-        return torch.log_softmax(_forward(self.params_, (x - self.mean_) / self.scale_), 1)
+        return torch.log_softmax(_mlp_train.forward(self.params_, (x - self.mean_) / self.scale_),
+                                 1)
 
 
 def _nonnegative(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             math.isfinite(value) and value >= 0):
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _init(d: int, hidden: int, k: int, gen: torch.Generator, dtype, device) -> dict[str, Tensor]:
-    """torch.nn.Linear's default initialisation, drawn on the CPU from `gen` (same on GPU)."""
-    def uniform(shape, fan_in):
-        bound = 1 / math.sqrt(fan_in)
-        t = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-        return t.to(dtype=dtype, device=device).requires_grad_(True)
-
-    return {"w1": uniform((hidden, d), d), "b1": uniform((hidden,), d),
-            "w2": uniform((k, hidden), hidden), "b2": uniform((k,), hidden)}
-
-
-def _forward(params: dict[str, Tensor], x: Tensor) -> Tensor:
-    h = torch.relu(torch.addmm(params["b1"], x, params["w1"].T))
-    return torch.addmm(params["b2"], h, params["w2"].T)
