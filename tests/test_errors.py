@@ -161,3 +161,16 @@ def test_errors_are_feature_bias_errors_and_builtin_kinds(error):
     assert issubclass(error, FeatureBiasError)
     builtin = RuntimeError if error is NotFittedError else ValueError
     assert issubclass(error, builtin)
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t, lambda t: t.numpy()])
+def test_one_label_per_row_is_checked_alike_for_tensors_and_arrays(wrap):
+    from featurebias._validate import one_per_row
+
+    column = one_per_row(wrap(torch.arange(6)[:, None]), 6, "y")
+    assert column.shape == (6,) and list(column) == list(range(6))
+    with pytest.raises(ShapeError, match=r"y has shape \(6, 2\); expected one label per row, "
+                                         r"\[n\] \(one column each\)"):
+        one_per_row(wrap(torch.zeros(6, 2)), 6, "y", hint=" (one column each)")
+    with pytest.raises(ShapeError, match="y has 5 values for the 6 rows of the activations"):
+        one_per_row(wrap(torch.zeros(5)), 6, "y", what="value", rows_of="the activations")

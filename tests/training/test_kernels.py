@@ -126,7 +126,7 @@ def test_alignment_is_linear_cka_with_the_one_hot_targets(seed):
 
 @pytest.mark.parametrize(("k", "y", "error", "match"), [
     (torch.eye(4), torch.zeros(4, dtype=torch.long), RangeError, "constant"),
-    (torch.eye(4), torch.tensor([0, 1, 0]), ShapeError, "labels but x has 4"),
+    (torch.eye(4), torch.tensor([0, 1, 0]), ShapeError, "3 labels for the 4 rows of x"),
     (torch.eye(4), torch.ones(3, 2), ShapeError, r"\[4, m\]"),
     (torch.ones(4, 3), torch.tensor([0, 1, 0, 1]), ShapeError, "square"),
     (torch.eye(4), torch.tensor([0, 1, -1, 1]), LabelError, "ids in"),

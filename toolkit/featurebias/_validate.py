@@ -49,6 +49,21 @@ def features(x, name: str = "x", dim: int | None = None, *, min_rows: int = 1,
     return x
 
 
+def one_per_row(values, n: int, name: str, *, what: str = "label", rows_of: str = "x",
+                hint: str = ""):
+    """`values` (a tensor or an array) as `[n]`, one `what` per row of `rows_of`; a `[n, 1]`
+    column is flattened. `hint` follows the shape error (how to pass something wider)."""
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ShapeError(f"{name} has shape {tuple(values.shape)}; expected one {what} per "
+                         f"row, [n]{hint}")
+    if values.shape[0] != n:
+        raise ShapeError(f"{name} has {values.shape[0]} {what}s for the {n} rows of {rows_of}; "
+                         f"expected one {what} per row")
+    return values
+
+
 def same_device(*named: tuple[str, Tensor | None]) -> None:
     present = [(n, t) for n, t in named if t is not None]
     devices = {t.device for _, t in present}
@@ -71,10 +86,7 @@ def class_ids(z, n: int, num_classes: int, name: str = "z") -> Tensor:
     elif z.is_floating_point() or z.is_complex():
         raise LabelError(f"{name} must hold integer class ids in [0, {num_classes}), "
                          f"got dtype {z.dtype}")
-    z = z.reshape(-1).long()
-    if z.shape[0] != n:
-        raise ShapeError(f"{name} has {z.shape[0]} labels but x has {n} rows; expected one "
-                         "label per row")
+    z = one_per_row(z.reshape(-1).long(), n, name)
     if z.numel() and (int(z.min()) < 0 or int(z.max()) >= num_classes):
         raise LabelError(f"{name} holds ids in [{int(z.min())}, {int(z.max())}], expected ids "
                          f"in [0, {num_classes})")

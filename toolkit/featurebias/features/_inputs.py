@@ -256,12 +256,7 @@ def progress_bar(blocks: list[Block], progress: bool, desc: str):
 
 def flat_feature(name: str, values, n: int):
     """One feature's values as `[n]` (a `[n, 1]` column is flattened); other shapes raise."""
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1:
-        raise ShapeError(f"feature {name!r} has shape {tuple(values.shape)}; expected [n] (pass "
-                         "each column of a multi-column feature as its own feature)")
-    if values.shape[0] != n:
-        raise ShapeError(f"feature {name!r} has {values.shape[0]} values but the activations "
-                         f"have {n} rows; expected one value per row")
-    return values
+    return check.one_per_row(values, n, f"feature {name!r}", what="value",
+                             rows_of="the activations",
+                             hint=" (pass each column of a multi-column feature as its own "
+                                  "feature)")

@@ -44,13 +44,7 @@ def label_values(y, n: int, name: str = "y") -> Tensor:
         y = y.long()
     if y.is_floating_point() or y.is_complex():
         raise LabelError(f"{name} must hold integer class ids, got dtype {y.dtype}")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ShapeError(f"{name} must have shape [n], got {tuple(y.shape)}")
-    if y.shape[0] != n:
-        raise ShapeError(f"{name} has {y.shape[0]} labels but x has {n} rows; expected one "
-                         "label per row")
+    y = check.one_per_row(y, n, name)
     return y.long()
 
 

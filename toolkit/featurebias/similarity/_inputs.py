@@ -105,14 +105,7 @@ def labels(values, n: int, name: str) -> tuple[Tensor, np.ndarray]:
     """Labels `[n]` (ints, strings, ...) as codes `[n]` (CPU int64) and the sorted levels."""
     if isinstance(values, Tensor):
         values = values.detach().cpu().numpy()
-    arr = np.asarray(values)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ShapeError(f"{name} has shape {arr.shape}; expected one label per row, [n]")
-    if arr.shape[0] != n:
-        raise ShapeError(f"{name} has {arr.shape[0]} labels but x has {n} rows; expected one "
-                         "label per row")
+    arr = check.one_per_row(np.asarray(values), n, name)
     missing = (arr.dtype.kind == "f" and not np.isfinite(arr).all()) or (
         arr.dtype.kind == "O" and bool(pd.isna(arr).any()))
     if missing or arr.dtype.kind == "c":
