@@ -217,11 +217,6 @@ def _padded(index_rows: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Ragged 1-D index tensors as `[len, longest]` (padded with row 0) and a mask."""
     lengths = torch.tensor([len(r) for r in index_rows], device=index_rows[0].device)
     padded = torch.nn.utils.rnn.pad_sequence(index_rows, batch_first=True)
-    if padded.shape[1] == 0:
-        return padded, padded.bool()
     mask = torch.arange(padded.shape[1], device=padded.device) < lengths[:, None]
     return padded, mask
 
-
-def _stack(models: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    return {name: torch.stack([m[name] for m in models]) for name in models[0]}

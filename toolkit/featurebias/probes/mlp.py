@@ -92,8 +92,8 @@ class MLPProbe(Probe):
                                                         strict=True))
         else:
             mean, scale = x.new_zeros(len(rows), x.shape[1]), x.new_ones(len(rows), x.shape[1])
-        weights = [_data.class_weights(ids[r], k, self.class_weight) for r in rows]
-        weights = None if self.class_weight is None else torch.stack(weights)
+        weights = None if self.class_weight is None else torch.stack(
+            [_data.class_weights(ids[r], k, self.class_weight) for r in rows])
         settings = _mlp_train.Settings(self.hidden, self.lr, self.max_epochs, self.batch_size,
                                        self.validation_fraction, self.patience, self.seed)
         decay = torch.tensor([float(d) for d in decays], dtype=torch.float64, device=x.device)
