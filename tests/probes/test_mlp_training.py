@@ -151,3 +151,17 @@ def test_cv_and_probe_sites_equal_networks_fitted_fold_by_fold():
         train, test = splits[row.fold]
         alone = MLPProbe(**SMALL).fit(x[train], y[train])
         assert row.accuracy == alone.score(x[test], y[test])
+
+
+def test_validation_in_blocks_gives_the_same_losses(monkeypatch):
+    from featurebias.probes import _mlp_train
+
+    x, y = blobs(200, 5, 3, signal=0.5)
+    probe = MLPProbe(**{**SMALL, "max_epochs": 6}, validation_fraction=0.3)
+    whole = probe.fit_splits(x, y, folds(y, 2))
+    monkeypatch.setattr(_mlp_train, "VALIDATION_BLOCK", 2 * 5 * 7)  # 7 rows per block
+    blocked = probe.fit_splits(x, y, folds(y, 2))
+    for a, b in zip(whole, blocked, strict=True):
+        assert len(a.validation_loss_) == 6
+        torch.testing.assert_close(torch.tensor(a.validation_loss_),
+                                   torch.tensor(b.validation_loss_), rtol=1e-12, atol=0)

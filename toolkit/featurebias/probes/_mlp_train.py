@@ -21,8 +21,9 @@ from torch import Tensor
 
 from ._adamw import AdamW
 
-# Validation rows per batched forward pass: bounds the gathered block `[models, rows, d]`.
-VALIDATION_BLOCK = 2048
+# Entries of the block `[models, rows, d]` gathered per validation forward pass (~64 MiB in
+# float32): the rows per pass shrink as models × d grows.
+VALIDATION_BLOCK = 1 << 24
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,10 +206,11 @@ def _loss_sums(x: Tensor, ids: Tensor, m: _Models, rows: Tensor, mask: Tensor
 
 
 def _validation_loss(x: Tensor, ids: Tensor, m: _Models) -> Tensor:
-    """Each model's mean loss on its validation rows, in blocks of `VALIDATION_BLOCK`."""
+    """Each model's mean loss on its validation rows, in blocks of `VALIDATION_BLOCK` entries."""
     rows, mask = m.val
-    sums = [_loss_sums(x, ids, m, rows[:, i:i + VALIDATION_BLOCK], mask[:, i:i + VALIDATION_BLOCK])
-            for i in range(0, rows.shape[1], VALIDATION_BLOCK)]
+    step = max(1, VALIDATION_BLOCK // (len(rows) * x.shape[1]))
+    sums = [_loss_sums(x, ids, m, rows[:, i:i + step], mask[:, i:i + step])
+            for i in range(0, rows.shape[1], step)]
     total, weight = (torch.stack(parts).sum(0) for parts in zip(*sums, strict=True))
     return total / weight.clamp_min(torch.finfo(weight.dtype).tiny)
 
