@@ -88,8 +88,8 @@ class MLPProbe(Probe):
         """All the splits' networks trained together, their weights stacked (see `_mlp_train`)."""
         rows = [torch.arange(len(x), device=x.device) if t is None else t for t in trains]
         if self.standardize:
-            mean, scale = (torch.stack(m) for m in zip(*(_data.moments(x[r]) for r in rows),
-                                                        strict=True))
+            moments = [_data.moments(x if t is None else x[t]) for t in trains]
+            mean, scale = (torch.stack(m) for m in zip(*moments, strict=True))
         else:
             mean, scale = x.new_zeros(len(rows), x.shape[1]), x.new_ones(len(rows), x.shape[1])
         weights = None if self.class_weight is None else torch.stack(
