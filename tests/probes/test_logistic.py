@@ -70,3 +70,48 @@ def test_confident_logits_give_no_denormal_probabilities():
         assert torch.isfinite(g).all()
         assert not ((g != 0) & (g.abs() < tiny)).any()
     assert 0 <= float(loss[0]) < 1e-6
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_rows_grouped_by_the_problems_that_use_them_are_skipped_by_the_others(k, monkeypatch):
+    # Four problems leaving out one block each (cross-validation folds, rows ordered by fold):
+    # every problem streams only its own rows, and the values still match autograd.
+    monkeypatch.setattr(_logistic, "CHUNK_BYTES", 800)  # chunks that straddle the blocks
+    g = torch.Generator().manual_seed(k)
+    n, d, problems = 200, 5, 4
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    ids = torch.randint(0, k, (n,), generator=g)
+    s = torch.rand(problems, n, generator=g, dtype=torch.float64) + 0.5
+    for p in range(problems):
+        s[p, 50 * p:50 * p + 50] = 0
+    outputs = 1 if k == 2 else k
+    w = torch.randn(problems, outputs, d, generator=g, dtype=torch.float64)
+    b = torch.randn(problems, outputs, generator=g, dtype=torch.float64)
+    objective = CrossEntropy(x, ids, outputs, s)
+    assert [(first, last) for first, last, _ in objective.runs] == [
+        (0, 50), (50, 100), (100, 150), (150, 200)]
+    for subset in (None, torch.tensor([0, 2]), torch.tensor([3])):
+        rows = torch.arange(problems) if subset is None else subset
+        w_a, b_a = w[rows], b[rows]
+        loss, grad_w, grad_b = objective(w_a, b_a, subset)
+        for i, p in enumerate(rows.tolist()):
+            want_loss, want_w, want_b = reference(x, ids, s[p], w_a[i], b_a[i])
+            torch.testing.assert_close(loss[i], want_loss, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(grad_w[i], want_w, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(grad_b[i], want_b, rtol=1e-10, atol=1e-12)
+
+
+def test_runs_only_where_they_skip_enough():
+    used = torch.ones(4, 100, dtype=torch.float64)
+    assert _logistic._runs(used) == [(0, 100, None)]
+    used[0, :5] = 0  # 5 of 400 row-problems skipped: not worth splitting the products
+    assert _logistic._runs(used) == [(0, 100, None)]
+    many = 2 * _logistic.MAX_RUNS
+    alternating = torch.ones(2, many)
+    alternating[1, ::2] = 0  # a quarter of the work skippable, but in too many runs
+    assert _logistic._runs(alternating) == [(0, many, None)]
+    used = torch.ones(2, 100)
+    used[0, 60:] = 0
+    runs = _logistic._runs(used)
+    assert [(a, b) for a, b, _ in runs] == [(0, 60), (60, 100)]
+    assert runs[1][2].tolist() == [False, True]

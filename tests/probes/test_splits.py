@@ -60,6 +60,17 @@ def test_a_column_constant_within_one_fold_is_handled_as_its_fit_would():
     assert float(together[0].coef_[:, 3].abs().max()) < 1e-6
 
 
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_a_split_that_repeats_rows_weighs_them_as_its_own_fit_would(class_weight):
+    x, y = blobs(150, 4, 3, signal=0.7)
+    bootstrap = torch.randint(0, 150, (150,), generator=torch.Generator().manual_seed(1))
+    assert len(torch.unique(bootstrap)) < 150
+    probe = LinearProbe(tol=1e-10, max_iter=5000, dtype=torch.float64, class_weight=class_weight)
+    for train, got in zip([bootstrap, torch.arange(150)],
+                          probe.fit_splits(x, y, [bootstrap, torch.arange(150)]), strict=True):
+        assert_same_fit(got, clone(probe).fit(x[train], y[train]))
+
+
 def test_float32_fits_are_within_the_tolerance_of_separate_ones():
     x, y = blobs(600, 16, 5, signal=0.3)
     trains = folds(y, n_splits=3)

@@ -75,34 +75,75 @@ def is_constant(x: Tensor) -> bool:
     return bool((v == v[0]).all()) and bool((x == x[:1]).all())
 
 
-def moments(x: Tensor) -> tuple[Tensor, Tensor]:
-    """`(mean, scale)` of the columns, the population std as `scale` (1 where it is 0, as
-    sklearn's StandardScaler has it)."""
-    mean = _column_sums(x) / x.shape[0]
-    return mean, _scale(x, mean)
+def moments(x: Tensor, counts: Tensor | None = None, block: int | None = None
+            ) -> tuple[Tensor, Tensor]:
+    """`(mean, scale)` of the columns: the population std as `scale`, 1 for a constant column
+    (as sklearn's StandardScaler has it), both in x's dtype.
+
+    Given `counts [s, n]` (how many times each row is in each of `s` splits, as from
+    `split_counts`), `[s, d]` each: split `j`'s moments, as `moments(x[rows of j])` would give
+    them, without gathering a copy of its rows.
+
+    Sums run as float64 matrix products over blocks of rows (row reductions are much slower on
+    a CPU; a block is 1 MiB there by default, as one that stays in cache is ~3x faster, and
+    256 MiB elsewhere), about the columns' overall mean: a split whose mean lies `r` of its
+    stds away from that loses ~1e-16·r² of its variance to rounding (below float32's
+    resolution up to r ~ 10⁴). A column is constant where its variance is within float64
+    rounding of zero (exactly zero for float32 data).
+    """
+    n, d = x.shape
+    if block is None:
+        block = max(64, (1 << (20 if x.device.type == "cpu" else 28)) // (8 * d))
+    one = counts is None
+    counts = torch.ones(1, n, dtype=torch.float64, device=x.device) if one else counts
+    centre = _column_sums(x) / n
+    sums = torch.zeros(len(counts), d, dtype=torch.float64, device=x.device)
+    squares = torch.zeros_like(sums)
+    for start in range(0, n, block):
+        u = (x[start:start + block] - centre).double()
+        c = counts[:, start:start + block]
+        sums += c @ u
+        squares += c @ u.square_()
+    total = counts.sum(1, keepdim=True)
+    offset, second = sums / total, squares / total
+    var = (second - offset.square()).clamp_min_(0)
+    scale = torch.where(var > 16 * torch.finfo(torch.float64).eps * second, var.sqrt(), 1.0)
+    mean = (centre + offset).to(x.dtype)
+    scale = scale.to(x.dtype)
+    return (mean[0], scale[0]) if one else (mean, scale)
+
+
+def split_counts(trains: list, n: int, device) -> Tensor:
+    """`[s, n]` float64: how many times each row is in each split (row indices, or None for
+    every row once), so a split that repeats a row (a bootstrap sample) weighs it as
+    `fit(x[rows])` would."""
+    counts = torch.zeros(len(trains), n, dtype=torch.float64, device=device)
+    for j, t in enumerate(trains):
+        if t is None:
+            counts[j] = 1
+        else:
+            counts[j].index_add_(0, t, torch.ones(len(t), dtype=counts.dtype, device=device))
+    return counts
+
+
+def by_splits(counts: Tensor) -> Tensor | None:
+    """A row order that stores the rows used by the same splits (`counts [s, n]`) together,
+    or None when every split uses every row."""
+    used = counts > 0
+    if bool(used.all()):
+        return None
+    # Each pattern of splits keyed by a fixed random weighting (unique(dim=0) is ~30x slower);
+    # two patterns sharing a key, which is all but impossible, would only interleave.
+    weights = torch.rand(len(counts), generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    return torch.argsort(weights.to(counts.device) @ used.double(), stable=True)
 
 
 def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """`((x − mean) / scale, mean, scale)` with `moments`' mean and scale (constant columns
     become zero)."""
-    mean = _column_sums(x) / x.shape[0]
-    z = x - mean
-    scale = _scale(z, None)
-    return z.div_(scale), mean, scale
-
-
-def _scale(x: Tensor, mean: Tensor | None, block: int = 8192) -> Tensor:
-    """The columns' population std about `mean` (x is centred already if None), 1 where 0.
-
-    Sums run as matrix products in x's dtype (row reductions are much slower on the CPU),
-    a second pass after the mean's, so offsets do not cancel.
-    """
-    var = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
-    for start in range(0, x.shape[0], block):
-        rows = x[start:start + block]
-        var += _column_sums((rows if mean is None else rows - mean).square())
-    std = (var / x.shape[0]).sqrt()
-    return torch.where(std > 0, std, torch.ones_like(std))
+    mean, scale = moments(x)
+    return (x - mean).div_(scale), mean, scale
 
 
 def split_rows(trains, params, n: int) -> tuple[list[Tensor], list[dict]]:
@@ -130,12 +171,14 @@ def split_rows(trains, params, n: int) -> tuple[list[Tensor], list[dict]]:
     return out, params
 
 
-def class_weights(ids: Tensor, k: int, mode) -> Tensor | None:
-    """Per-class weights: None, or `n / (k · n_c)` for `"balanced"` (sklearn's rule)."""
+def class_weights(ids: Tensor, k: int, mode, counts: Tensor | None = None) -> Tensor | None:
+    """Per-class weights: None, or `n / (k · n_c)` for `"balanced"` (sklearn's rule), each
+    row counted `counts[i]` times if given."""
     if mode is None:
         return None
-    counts = torch.bincount(ids, minlength=k).double()
-    return ids.shape[0] / (k * counts.clamp_min(1))
+    per_class = torch.bincount(ids, counts, minlength=k).double()
+    n = ids.shape[0] if counts is None else counts.sum()
+    return n / (k * per_class.clamp_min(1))
 
 
 def resolve_device(device, x: Tensor) -> torch.device:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,11 @@ def logits_to_log_proba(z: Tensor) -> Tensor:
     return torch.log_softmax(z, 1)
 
 
+# Rows that some problems leave out (the held-out fold of a cross-validation split) are
+# skipped for those problems when their rows are stored together, in at most this many runs.
+MAX_RUNS = 64
+
+
 class CrossEntropy:
     """`Σ_i s_pi CE_i(W_p x_i + b_p)` for problems `p` sharing rows `x [n, d]` and class ids,
     each with its row weights `s_p` (a row of `row_weight [problems, n]`).
@@ -44,7 +50,8 @@ class CrossEntropy:
     two classes) minus the true class's logit, and the second term is linear in `(W, b)`:
     its coefficients `Σ_i s_pi e_{y_i} x_iᵀ` are summed once here. An evaluation then streams
     the rows in chunks, each used twice while in cache: every problem's logits from one
-    product, then `∇A`ᵀ·chunk into the gradients.
+    product, then `∇A`ᵀ·chunk into the gradients. Where consecutive rows have zero weight for
+    some problems (rows ordered by the splits that use them), those problems skip them.
     """
 
     def __init__(self, x: Tensor, ids: Tensor, outputs: int, row_weight: Tensor):
@@ -60,6 +67,7 @@ class CrossEntropy:
         self.target_b = weighted.sum(2)
         d = x.shape[1]
         self.chunk = n if x.device.type != "cpu" else max(64, CHUNK_BYTES // (d * x.itemsize))
+        self.runs = _runs(row_weight)
 
     def __call__(self, w: Tensor, b: Tensor, problems: Tensor | None = None
                  ) -> tuple[Tensor, Tensor, Tensor]:
@@ -70,12 +78,36 @@ class CrossEntropy:
                                           self.target_b[every])
         n = self.x.shape[0]
         a, outputs, d = w.shape
-        flat_w = w.reshape(a * outputs, d)
-        grad_w = torch.zeros(a * outputs, d, dtype=w.dtype, device=w.device)
+        grad_w = torch.zeros(a, outputs, d, dtype=w.dtype, device=w.device)
         grad_b = torch.zeros_like(b)
         partition = torch.zeros(a, dtype=torch.float64, device=w.device)
-        for start in range(0, n, self.chunk):
-            rows = self.x[start:start + self.chunk]
+        chosen = slice(None) if problems is None else problems.cpu()
+        for start, stop, members in self.runs:
+            inside = None if members is None else members[chosen].nonzero()[:, 0]
+            if inside is None or len(inside) == a:
+                self._stream(start, stop, w, b, row_weight, grad_w, grad_b, partition)
+            elif len(inside):  # only the problems that use these rows, then scattered back
+                inside = inside.to(w.device)
+                sums = grad_w[inside], grad_b[inside], partition[inside]
+                self._stream(start, stop, w[inside], b[inside], row_weight[inside], *sums)
+                for total, part in zip((grad_w, grad_b, partition), sums, strict=True):
+                    total[inside] = part
+        if self.uniform:  # every weight is 1/n: scale once, not per chunk
+            partition /= n
+            grad_w /= n
+            grad_b /= n
+        linear = ((w * target_w).sum((1, 2), dtype=torch.float64)
+                  + (b * target_b).sum(1, dtype=torch.float64))
+        return partition - linear, grad_w.sub_(target_w), grad_b.sub_(target_b)
+
+    def _stream(self, start: int, stop: int, w: Tensor, b: Tensor, row_weight: Tensor,
+                grad_w: Tensor, grad_b: Tensor, partition: Tensor) -> None:
+        """Add rows `start:stop`'s log-partition sums and gradients to the last three."""
+        a, outputs, d = w.shape
+        flat_w, flat_grad = w.reshape(a * outputs, d), grad_w.view(a * outputs, d)
+        for first in range(start, stop, self.chunk):
+            last = min(first + self.chunk, stop)
+            rows = self.x[first:last]
             # [problems, outputs, rows]: logits in the layout BLAS computes fastest.
             z = (flat_w @ rows.T).view(a, outputs, -1).add_(b[:, :, None])
             if self.binary:
@@ -85,19 +117,29 @@ class CrossEntropy:
                 part = torch.logsumexp(z, 1)
                 da = z.sub_(part[:, None]).clamp_min_(MIN_LOG_PROBA).exp_()
             if not self.uniform:
-                s = row_weight[:, start:start + self.chunk]
+                s = row_weight[:, first:last]
                 part, da = part * s, da.mul_(s[:, None])
             partition += part.sum(1, dtype=torch.float64)
-            grad_w.addmm_(da.view(a * outputs, -1), rows)
+            flat_grad.addmm_(da.view(a * outputs, -1), rows)
             grad_b += da.sum(2)
-        grad_w = grad_w.view(a, outputs, d)
-        if self.uniform:  # every weight is 1/n: scale once, not per chunk
-            partition /= n
-            grad_w /= n
-            grad_b /= n
-        linear = ((w * target_w).sum((1, 2), dtype=torch.float64)
-                  + (b * target_b).sum(1, dtype=torch.float64))
-        return partition - linear, grad_w.sub_(target_w), grad_b.sub_(target_b)
+
+
+def _runs(row_weight: Tensor) -> list[tuple[int, int, Tensor | None]]:
+    """`(start, stop, members)`: runs of consecutive rows that the same problems use (weight
+    ≠ 0), `members [problems]` a CPU bool mask; one run of every row (members None) when the
+    runs are too many or would skip less than a tenth of the work."""
+    used = row_weight != 0
+    problems, n = used.shape
+    whole = [(0, n, None)]
+    if bool(used.all()):
+        return whole
+    starts = ((used[:, 1:] != used[:, :-1]).any(0).nonzero()[:, 0] + 1).tolist()
+    if len(starts) >= MAX_RUNS:
+        return whole
+    bounds = [0, *starts, n]
+    runs = [(first, last, used[:, first].cpu()) for first, last in itertools.pairwise(bounds)]
+    skipped = sum((last - first) * int((~members).sum()) for first, last, members in runs)
+    return runs if skipped >= 0.1 * problems * n else whole
 
 
 def preconditioner(x: Tensor, l2: float) -> Tensor:

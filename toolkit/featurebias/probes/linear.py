@@ -92,25 +92,27 @@ class LinearProbe(Probe):
         expressed against the standardisation of all rows (`shift`, `ratio`)."""
         Cs = [float(C) for C in Cs]
         n, d = x.shape
-        if self.standardize:
-            z, mean, scale = _data.standardize(x)
-        else:
-            z, mean, scale = x, x.new_zeros(d), x.new_ones(d)
-        own = {}  # a split's own (mean, scale), once per distinct split
-        for t in trains:
-            if self.standardize and t is not None and id(t) not in own:
-                own[id(t)] = _data.moments(x[t])
-        means = torch.stack([own.get(id(t), (mean, scale))[0] for t in trains])
-        scales = torch.stack([own.get(id(t), (mean, scale))[1] for t in trains])
+        counts = _data.split_counts(trains, n, x.device)
+        # Rows used by the same splits stored together: each split's products skip the rest.
+        order = _data.by_splits(counts)
+        if order is not None:
+            x, ids, counts = x[order], ids[order], counts[:, order]
         shift = ratio = None
-        if own:
-            shift, ratio = (means - mean) / scale, scale / scales
-        row_weight = torch.zeros(len(trains), n, dtype=x.dtype, device=x.device)
-        for j, t in enumerate(trains):
-            rows = slice(None) if t is None else t
-            weights = _data.class_weights(ids[rows], k, self.class_weight)
-            row_weight[j, rows] = 1.0 if weights is None else weights.to(x)[ids[rows]]
-        sol = fit_logistic(z, ids, k, torch.tensor(Cs, dtype=torch.float64), row_weight,
+        if not self.standardize:
+            z, means, scales = x, x.new_zeros(len(trains), d), x.new_ones(len(trains), d)
+        else:
+            mean, scale = _data.moments(x)
+            means, scales = mean.expand(len(trains), d), scale.expand(len(trains), d)
+            if any(t is not None for t in trains):
+                means, scales = _data.moments(x, counts)
+                shift, ratio = (means - mean) / scale, scale / scales
+            # x is a copy of the caller's when reordered: standardised in place.
+            z = (x - mean if order is None else x.sub_(mean)).div_(scale)
+        row_weight = counts
+        if self.class_weight is not None:
+            row_weight = counts * torch.stack(
+                [_data.class_weights(ids, k, self.class_weight, c) for c in counts])[:, ids]
+        sol = fit_logistic(z, ids, k, torch.tensor(Cs, dtype=torch.float64), row_weight.to(x),
                            max_iter=self.max_iter, tol=self.tol, precondition=self.precondition,
                            shift=shift, ratio=ratio)
         stuck = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())

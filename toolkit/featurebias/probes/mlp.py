@@ -88,8 +88,7 @@ class MLPProbe(Probe):
         """All the splits' networks trained together, their weights stacked (see `_mlp_train`)."""
         rows = [torch.arange(len(x), device=x.device) if t is None else t for t in trains]
         if self.standardize:
-            moments = [_data.moments(x if t is None else x[t]) for t in trains]
-            mean, scale = (torch.stack(m) for m in zip(*moments, strict=True))
+            mean, scale = _data.moments(x, _data.split_counts(trains, len(x), x.device))
         else:
             mean, scale = x.new_zeros(len(rows), x.shape[1]), x.new_ones(len(rows), x.shape[1])
         weights = None if self.class_weight is None else torch.stack(
