@@ -2,39 +2,45 @@
 
 Run: `.venv/bin/python benchmarks/probes.py [--quick] [--device cuda] [--out PATH]`.
 
-A sweep of `sites` sites × 1 feature: `n` rows of width `d`, `k` classes, a fixed seeded
-train/test split (`test_fraction`). Every site is a different random linear map of one planted
-class signal (class means in a rank-`rank` latent space, plus unit latent noise), with its own
-isotropic noise level (`noise`, from clean to hard), a per-feature scale and an offset, so
-standardising matters. Both libraries fit the same model: multinomial logistic regression,
-L2 with the same `C`, on features standardised with the training rows (featurebias inside
-`fit`, scikit-learn through a `StandardScaler` in a `Pipeline`, timed with the fit), with the
-same stopping rule (largest gradient entry of the mean-scaled objective ≤ `tol`) at each `tol`
-of `tols`, and `max_iter` high enough to converge. featurebias computes in float32,
-scikit-learn in float64.
+A sweep of `sites` sites × 1 feature: `n` rows of width `d`, `k` classes. Every site is a
+different random linear map of one planted class signal (class means in a rank-`rank` latent
+space, plus unit latent noise), with its own isotropic noise level (`noise`, from clean to
+hard), a per-feature scale and an offset, so standardising matters. Both libraries fit the same
+model: multinomial logistic regression, L2 with the same `C`, on features standardised with
+the training rows (featurebias inside `fit`, scikit-learn through a `StandardScaler` in a
+`Pipeline`, timed with the fit), with the same stopping rule (largest gradient entry of the
+mean-scaled objective ≤ `tol`), and `max_iter` high enough to converge.
 
 Data are float32, as activations are; scikit-learn 1.9 keeps float32 input in float32 for
 lbfgs, so both libraries do the same arithmetic (`--sklearn-float64` gives it float64 copies
 instead, made outside the timing: its classic path, half the speed per matrix product).
 
-Timed (wall clock, `time.perf_counter`): fitting all sites, one after the other, for each
-library; the sweep runs once as a warm-up, then `repeats` times, alternating libraries, and the
-median is kept (per site: the last run). Both libraries get `threads` threads (torch's intra-op
-pool; threadpoolctl limits BLAS and OpenMP); 1 by default because the benchmark machine is
-shared: on 2 cores where another process holds one, every multi-threaded matrix product waits
-at its OpenMP barrier for a descheduled thread, and both libraries slow down 10-20x, by amounts
-that change from run to run. The load average before and after is recorded. Reported: per-site
-fit time and held-out accuracy, totals, the speedup (scikit-learn time / featurebias time) and
-the accuracy difference in points. Goal: ≥ 5x faster at accuracy within 0.5 point.
+Three tables, all timed by wall clock (`time.perf_counter`) with both libraries on `threads`
+threads (torch's intra-op pool; threadpoolctl limits BLAS and OpenMP); 1 by default because the
+benchmark machine is shared: on 2 cores where another process holds one, every multi-threaded
+matrix product waits at its OpenMP barrier for a descheduled thread, and both libraries slow
+down 10-20x, by amounts that change from run to run. The load average before and after is
+recorded. Goal: ≥ 5x faster at accuracy within 0.5 point.
 
-A second table times regularisation chosen by cross-validation, once per site (no warm-up:
-the first table has warmed both libraries up): `LinearProbe(C="cv", Cs=cv_Cs, cv=cv_folds)`
-against `LogisticRegressionCV(Cs=cv_Cs, cv=cv_folds, scoring="neg_log_loss")` behind a
-`StandardScaler`, both at `cv_tol`, both choosing C by held-out log-loss over the same
-stratified folds and refitting on all training rows. featurebias fits every C × fold in one
-batched solve (each fold standardised on its own rows); scikit-learn runs each fold's C path
-with warm starts (its scaler sees all training rows). Reported: time, chosen C and held-out
-accuracy of the refitted model.
+1. **The sweep** as a user runs it: `probe_sites(acts, y, LinearProbe(C), cv=cv_folds)` on
+   every site (all `n` rows, stratified folds seeded by `seed`, at `cv_tol`), against the same
+   folds fitted one after the other with scikit-learn and scored on their held-out rows.
+   featurebias fits a site's folds in one batched solve (each fold standardised on its own
+   rows); probe_sites also scores log-loss and the chance baseline. Reported per site: time,
+   mean fold accuracy and the largest fold accuracy difference in points.
+2. **Single fits**, one per site on a fixed seeded train/test split (`test_fraction`), at each
+   `tol` of `tols`: per-site fit time and held-out accuracy, iterations.
+3. **C chosen by cross-validation**, once per site: `LinearProbe(C="cv", Cs=cv_Cs,
+   cv=cv_folds)` against `LogisticRegressionCV(Cs=cv_Cs, cv=cv_folds, scoring="neg_log_loss")`
+   behind a `StandardScaler`, both at `cv_tol`, both choosing C by held-out log-loss over the
+   same stratified folds and refitting on all training rows. featurebias fits every C × fold
+   in one batched solve; scikit-learn runs each fold's C path with warm starts (its scaler
+   sees all training rows). Reported: time, chosen C and held-out accuracy of the refitted
+   model.
+
+Tables 1 and 2 run once as a warm-up, then `repeats` times, alternating libraries, and keep
+the median (per site: the last run); table 3 runs once (the others have warmed both up).
+Speedup = scikit-learn time / featurebias time.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from featurebias.probes import LinearProbe
+from featurebias.probes import LinearProbe, probe_sites
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median_times, write_results  # noqa: E402
@@ -162,6 +168,48 @@ def run_tol(cfg: Config, tol: float, sites, y, device: str,
     return rows, summary
 
 
+def run_sweep(cfg: Config, sites, y, device: str) -> tuple[list[dict], dict]:
+    """Time `probe_sites` against scikit-learn fold by fold on every site; rows and a summary."""
+    y_np = y.numpy()
+    folds = list(StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed).split(
+        y_np, y_np))
+    on_device = {s: x.to(device) for s, x in sites.items()}
+    ours: dict[str, tuple[float, np.ndarray]] = {}
+    theirs: dict[str, tuple[float, np.ndarray]] = {}
+
+    def sweep_ours():
+        for s, x in on_device.items():
+            start = time.perf_counter()
+            probe = LinearProbe(cfg.C, tol=cfg.cv_tol, max_iter=cfg.max_iter)
+            frame = probe_sites({s: x}, y, probe, cv=cfg.cv_folds, seed=cfg.seed,
+                                progress=False)
+            sync(device)
+            ours[s] = (time.perf_counter() - start, frame["accuracy"].to_numpy())
+
+    def sweep_theirs():
+        for s, x in sites.items():
+            x = x.numpy()
+            start = time.perf_counter()
+            scores = [make_pipeline(StandardScaler(), LogisticRegression(
+                C=cfg.C, tol=cfg.cv_tol, max_iter=cfg.max_iter)).fit(x[train], y_np[train])
+                .score(x[test], y_np[test]) for train, test in folds]
+            theirs[s] = (time.perf_counter() - start, np.array(scores))
+
+    ours_s, theirs_s = median_times([sweep_ours, sweep_theirs], cfg.repeats)
+    rows = []
+    for i, s in enumerate(sites):
+        (t_ours, acc_ours), (t_theirs, acc_theirs) = ours[s], theirs[s]
+        rows.append({"site": s, "noise": cfg.noise[i % len(cfg.noise)], "featurebias_s": t_ours,
+                     "sklearn_s": t_theirs, "speedup": t_theirs / t_ours,
+                     "featurebias_accuracy": float(acc_ours.mean()),
+                     "sklearn_accuracy": float(acc_theirs.mean()),
+                     "max_abs_fold_diff_points": float(100 * np.abs(acc_ours - acc_theirs).max())})
+    summary = {"featurebias_total_s": ours_s, "sklearn_total_s": theirs_s,
+               "speedup": theirs_s / ours_s, "max_abs_accuracy_diff_points": max(
+                   r["max_abs_fold_diff_points"] for r in rows)}
+    return rows, summary
+
+
 def run_cv(cfg: Config, sites, y, device: str) -> tuple[list[dict], dict]:
     """Time C chosen by cross-validation, once per site; per-site rows and a summary."""
     train, test = split(cfg)
@@ -193,6 +241,19 @@ def run_cv(cfg: Config, sites, y, device: str) -> tuple[list[dict], dict]:
                "speedup": theirs_s / ours_s, "max_abs_accuracy_diff_points": max(
                    abs(r["accuracy_diff_points"]) for r in rows)}
     return rows, summary
+
+
+def format_sweep_table(rows: list[dict], summary: dict) -> str:
+    lines = [f"{'sweep':<8}{'noise':>6}{'fb s':>9}{'sk s':>9}{'speedup':>9}{'fb acc':>9}"
+             f"{'sk acc':>9}{'max diff pt':>13}"]
+    for r in rows:
+        lines.append(f"{r['site']:<8}{r['noise']:>6.2f}{r['featurebias_s']:>9.3f}"
+                     f"{r['sklearn_s']:>9.3f}{r['speedup']:>8.2f}x{r['featurebias_accuracy']:>9.4f}"
+                     f"{r['sklearn_accuracy']:>9.4f}{r['max_abs_fold_diff_points']:>13.2f}")
+    lines.append(f"{'total':<14}{summary['featurebias_total_s']:>9.3f}"
+                 f"{summary['sklearn_total_s']:>9.3f}{summary['speedup']:>8.2f}x   max |diff| "
+                 f"{summary['max_abs_accuracy_diff_points']:.2f} pt")
+    return "\n".join(lines)
 
 
 def format_cv_table(rows: list[dict], summary: dict) -> str:
@@ -249,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
     try:
         with threadpool_limits(cfg.threads):
+            sweep_rows, sweep_summary = run_sweep(cfg, sites, y, args.device)
             for tol in cfg.tols:
                 tol_rows, summary = run_tol(cfg, tol, sites, y, args.device,
                                             args.sklearn_float64)
@@ -262,11 +324,13 @@ def main(argv: list[str] | None = None) -> dict:
               "featurebias_device": args.device, "sklearn_dtype":
               "float64" if args.sklearn_float64 else "float32", **env,
               "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              "sweep_rows": sweep_rows, "sweep_summary": sweep_summary,
               "rows": rows, "summary": summaries, "cv_rows": cv_rows, "cv_summary": cv_summary}
     print(f"n={cfg.n} d={cfg.d} k={cfg.k} sites={cfg.sites} C={cfg.C} | torch "
           f"{result['torch']} ({args.device}), scikit-learn {result['scikit_learn']} "
           f"({result['sklearn_dtype']}), {cfg.threads} thread(s), load "
           f"{load_before[0]:.2f} -> {result['load_average_after'][0]:.2f}")
+    print(format_sweep_table(sweep_rows, sweep_summary))
     print(format_table(rows, summaries))
     print(format_cv_table(cv_rows, cv_summary))
     write_results(out, result)

@@ -37,6 +37,16 @@ def test_quick_probes_benchmark(tmp_path, capsys, monkeypatch):
         assert math.isclose(summary["speedup"],
                             summary["sklearn_total_s"] / summary["featurebias_total_s"])
     assert "total" in capsys.readouterr().out
+    sweep = written["sweep_rows"]
+    assert [r["site"] for r in sweep] == [r["site"] for r in rows[:cfg.sites]]
+    for row in sweep:
+        assert math.isclose(row["speedup"], row["sklearn_s"] / row["featurebias_s"])
+        # probe_sites and scikit-learn fit the same folds at the same C and tol
+        assert 1 / cfg.k <= row["sklearn_accuracy"] <= 1
+        assert row["max_abs_fold_diff_points"] <= 3
+    assert math.isclose(written["sweep_summary"]["speedup"],
+                        written["sweep_summary"]["sklearn_total_s"]
+                        / written["sweep_summary"]["featurebias_total_s"])
     cv_rows = written["cv_rows"]
     assert [r["site"] for r in cv_rows] == [r["site"] for r in rows[:cfg.sites]]
     for row in cv_rows:
