@@ -243,46 +243,21 @@ def run_cv(cfg: Config, sites, y, device: str) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-def format_sweep_table(rows: list[dict], summary: dict) -> str:
-    lines = [f"{'sweep':<8}{'noise':>6}{'fb s':>9}{'sk s':>9}{'speedup':>9}{'fb acc':>9}"
-             f"{'sk acc':>9}{'max diff pt':>13}"]
-    for r in rows:
-        lines.append(f"{r['site']:<8}{r['noise']:>6.2f}{r['featurebias_s']:>9.3f}"
-                     f"{r['sklearn_s']:>9.3f}{r['speedup']:>8.2f}x{r['featurebias_accuracy']:>9.4f}"
-                     f"{r['sklearn_accuracy']:>9.4f}{r['max_abs_fold_diff_points']:>13.2f}")
-    lines.append(f"{'total':<14}{summary['featurebias_total_s']:>9.3f}"
-                 f"{summary['sklearn_total_s']:>9.3f}{summary['speedup']:>8.2f}x   max |diff| "
-                 f"{summary['max_abs_accuracy_diff_points']:.2f} pt")
-    return "\n".join(lines)
+# (header, width, template filled from a row): the columns every table starts with.
+TIMES = [("noise", 6, "{noise:.2f}"), ("fb s", 9, "{featurebias_s:.3f}"),
+         ("sk s", 9, "{sklearn_s:.3f}"), ("speedup", 9, "{speedup:.2f}x")]
+ACCURACIES = [("fb acc", 9, "{featurebias_accuracy:.4f}"), ("sk acc", 9, "{sklearn_accuracy:.4f}")]
 
 
-def format_cv_table(rows: list[dict], summary: dict) -> str:
-    lines = [f"{'C by CV':<8}{'noise':>6}{'fb s':>9}{'sk s':>9}{'speedup':>9}{'fb C':>8}"
-             f"{'sk C':>8}{'fb acc':>9}{'sk acc':>9}{'diff pt':>9}"]
-    for r in rows:
-        lines.append(f"{r['site']:<8}{r['noise']:>6.2f}{r['featurebias_s']:>9.3f}"
-                     f"{r['sklearn_s']:>9.3f}{r['speedup']:>8.2f}x{r['featurebias_C']:>8g}"
-                     f"{r['sklearn_C']:>8g}{r['featurebias_accuracy']:>9.4f}"
-                     f"{r['sklearn_accuracy']:>9.4f}{r['accuracy_diff_points']:>+9.2f}")
-    lines.append(f"{'total':<14}{summary['featurebias_total_s']:>9.3f}"
-                 f"{summary['sklearn_total_s']:>9.3f}{summary['speedup']:>8.2f}x   max |diff| "
-                 f"{summary['max_abs_accuracy_diff_points']:.2f} pt")
-    return "\n".join(lines)
-
-
-def format_table(rows: list[dict], summaries: list[dict]) -> str:
-    lines = [f"{'tol':>7} {'site':<7}{'noise':>6}{'fb s':>9}{'sk s':>9}{'speedup':>9}"
-             f"{'fb acc':>9}{'sk acc':>9}{'diff pt':>9}{'fb it':>7}{'sk it':>7}"]
-    for r in rows:
-        lines.append(f"{r['tol']:>7.0e} {r['site']:<7}{r['noise']:>6.2f}{r['featurebias_s']:>9.3f}"
-                     f"{r['sklearn_s']:>9.3f}{r['speedup']:>8.2f}x"
-                     f"{r['featurebias_accuracy']:>9.4f}{r['sklearn_accuracy']:>9.4f}"
-                     f"{r['accuracy_diff_points']:>+9.2f}{r['featurebias_n_iter']:>7}"
-                     f"{r['sklearn_n_iter']:>7}")
-    for s in summaries:
-        lines.append(f"{s['tol']:>7.0e} {'total':<13}{s['featurebias_total_s']:>9.3f}"
-                     f"{s['sklearn_total_s']:>9.3f}{s['speedup']:>8.2f}x   max |diff| "
-                     f"{s['max_abs_accuracy_diff_points']:.2f} pt")
+def format_table(title: str, labels: list[str], rows: list[dict], columns: list,
+                 totals: list[tuple[str, dict]]) -> str:
+    """A table: `title` over the row `labels`, then `columns`; a line per `(label, summary)`."""
+    lines = [f"{title:<14}" + "".join(f"{h:>{w}}" for h, w, _ in columns)]
+    lines += [f"{label:<14}" + "".join(f"{t.format(**r):>{w}}" for _, w, t in columns)
+              for label, r in zip(labels, rows, strict=True)]
+    lines += [f"{label:<20}{s['featurebias_total_s']:>9.3f}{s['sklearn_total_s']:>9.3f}"
+              f"{s['speedup']:>8.2f}x   max |diff| {s['max_abs_accuracy_diff_points']:.2f} pt"
+              for label, s in totals]
     return "\n".join(lines)
 
 
@@ -330,9 +305,17 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['torch']} ({args.device}), scikit-learn {result['scikit_learn']} "
           f"({result['sklearn_dtype']}), {cfg.threads} thread(s), load "
           f"{load_before[0]:.2f} -> {result['load_average_after'][0]:.2f}")
-    print(format_sweep_table(sweep_rows, sweep_summary))
-    print(format_table(rows, summaries))
-    print(format_cv_table(cv_rows, cv_summary))
+    sites = [r["site"] for r in sweep_rows]
+    print(format_table("sweep", sites, sweep_rows, TIMES + ACCURACIES + [
+        ("max diff pt", 13, "{max_abs_fold_diff_points:.2f}")], [("total", sweep_summary)]))
+    print(format_table("single fits", [f"{r['tol']:.0e} {r['site']}" for r in rows], rows,
+                       TIMES + ACCURACIES + [("diff pt", 9, "{accuracy_diff_points:+.2f}"),
+                                             ("fb it", 7, "{featurebias_n_iter}"),
+                                             ("sk it", 7, "{sklearn_n_iter}")],
+                       [(f"{s['tol']:.0e} total", s) for s in summaries]))
+    print(format_table("C by CV", sites, cv_rows, TIMES + [
+        ("fb C", 8, "{featurebias_C:g}"), ("sk C", 8, "{sklearn_C:g}")] + ACCURACIES + [
+        ("diff pt", 9, "{accuracy_diff_points:+.2f}")], [("total", cv_summary)]))
     write_results(out, result)
     return result
 
