@@ -97,3 +97,26 @@ def test_feature_constant_on_the_test_rows(make_mixed):
     with pytest.raises(LabelError, match="constant on the test split") as info:
         pc_attribution(h, {"f": f}, split=(range(300), range(300, 600)))
     assert isinstance(info.value, FeatureBiasError)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_inputs_rounding_sets_the_rank_not_its_eps_times_n(dtype):
+    gen = torch.Generator().manual_seed(5)
+    f = {"f": torch.randint(0, 2, (400,), generator=gen)}
+    noise = torch.randn(400, 32, generator=gen, dtype=torch.float64)
+    assert pc_attribution(noise.to(dtype), f, None).component.max() == 32
+    # Rounding a rank-3 representation to the dtype adds no components.
+    low = torch.randn(400, 3, generator=gen) @ torch.randn(3, 32, generator=gen)
+    assert pc_attribution(low.to(dtype), f, None).component.max() == 3
+
+
+def test_a_small_float32_component_over_many_rows_is_kept():
+    gen = torch.Generator().manual_seed(6)
+    n = 50_000
+    f = torch.randn(n, generator=gen, dtype=torch.float64)
+    h = torch.stack([torch.randn(n, generator=gen, dtype=torch.float64),
+                     torch.randn(n, generator=gen, dtype=torch.float64),
+                     0.003 * f + 1e-4 * torch.randn(n, generator=gen, dtype=torch.float64)], 1)
+    df = pc_attribution(h.float(), {"f": f}, None, in_sample=True)
+    assert df.component.max() == 3
+    assert float(df[df.component == 3].r2.iloc[0]) > 0.99

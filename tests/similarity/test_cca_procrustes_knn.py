@@ -67,6 +67,20 @@ def test_canonical_correlations_match_sklearn():
     assert np.abs(canonical_correlations(x, y).numpy()[:3] - theirs).max() < 1e-6
 
 
+def test_float32_collinear_columns_add_no_spurious_correlation():
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(500, 2, generator=gen, dtype=F64)
+    x = torch.cat([a, a[:, :1] + a[:, 1:]], 1)  # rank 2 in three columns
+    y = a @ torch.randn(2, 3, generator=gen, dtype=F64) + 0.5 * torch.randn(
+        500, 3, generator=gen, dtype=F64)
+    want = canonical_correlations(x, y)
+    got = canonical_correlations(x.float(), y.float())
+    assert len(want) == len(got) == 2
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert cca(x.float(), y.float()) == pytest.approx(cca(x, y), abs=1e-5)
+    assert pwcca(x.float(), y.float()) == pytest.approx(pwcca(x, y), abs=1e-4)
+
+
 def test_svcca_keeps_top_directions():
     x, y = related(150, 8, 6, seed=2)
     u, s, _ = np.linalg.svd(x.numpy() - x.numpy().mean(0), full_matrices=False)

@@ -21,6 +21,17 @@ def sym(a: Tensor) -> Tensor:
     return (a + a.mT) / 2
 
 
+def rounding_floor(x: Tensor, s_max: float) -> float:
+    """The largest singular value rounding alone can put into `x [n, p]` (or a centred copy of
+    it) whose largest is `s_max`: storing x in its dtype moves each entry by up to
+    eps·max|x|, noise whose singular values reach about eps·max|x|·(√n + √p), and a float64
+    SVD adds ~eps64·max(n, p)·s_max. Directions below it are not resolved by the data."""
+    n, p = x.shape
+    stored = torch.finfo(x.dtype).eps if x.is_floating_point() else 0.0
+    top = float(x.abs().max()) if x.numel() else 0.0
+    return stored * top * (n ** 0.5 + p ** 0.5) + EPS64 * max(n, p) * s_max
+
+
 def symmetric_product(a: Tensor, *, rows: bool = False) -> Tensor:
     """The symmetric product `aᵀ a` (or `a aᵀ` with `rows`), in `a`'s dtype.
 

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from .. import _validate as check
+from ..erasure.linalg import rounding_floor
 from ._inputs import (
     activation_blocks,
     encode_features,
@@ -48,14 +49,12 @@ def pc_attribution(acts, features, n_components: int | None = 10, *, split=0.5, 
     rows = []
     for b in progress_bar(blocks, progress, "pc_attribution"):
         h = b.load()
-        # The input's precision sets the numerical rank: float32 rounding of a low-rank
-        # representation leaves singular values far above float64's eps.
-        eps = torch.finfo(h.dtype).eps
-        h = h.to(torch.float64)
         f_rows, t_rows = fit.to(h.device), test.to(h.device)
+        stored = h[f_rows]  # in its own dtype: its rounding sets the numerical rank
+        h = h.to(torch.float64)
         phi = centre(h, f_rows)
         _, s, vh = torch.linalg.svd(phi[f_rows], full_matrices=False)
-        rank = int((s > s[0] * max(phi.shape) * eps).sum()) if bool(s[0] > 0) else 0
+        rank = int((s > rounding_floor(stored, float(s[0]))).sum()) if bool(s[0] > 0) else 0
         k = rank if n_components is None else min(n_components, rank)
         if k == 0:
             continue

@@ -2,7 +2,8 @@
 
 The canonical correlations are the singular values of `Q_xᵀQ_y`, with `Q_x`, `Q_y` orthonormal
 bases of the centred column spaces (a thin SVD, dropping directions with singular value below
-1e-10·s_max), which is CCA on whitened data without inverting a covariance matrix.
+1e-10·s_max or below what rounding the input to its dtype can produce, whichever is larger),
+which is CCA on whitened data without inverting a covariance matrix.
 
 Constant columns: `cca` and `pwcca` whiten each side, which is undefined for a constant unit,
 so they raise `RangeError` (drop such units first). Other collinear columns only lower the rank
@@ -18,6 +19,7 @@ import warnings
 import torch
 from torch import Tensor
 
+from ..erasure.linalg import rounding_floor
 from ..errors import ConfigError
 from ._inputs import centred, pair, require_no_constant_columns, require_varying
 
@@ -27,7 +29,7 @@ RANK_TOL = 1e-10
 def canonical_correlations(x, y) -> Tensor:
     """All canonical correlations of `x [n, p]` and `y [n, q]`, descending, float64."""
     x, y = _checked(x, y, "CCA")
-    return _correlations(_basis(centred(x)), _basis(centred(y)))[0]
+    return _correlations(_basis(x), _basis(y))[0]
 
 
 def cca(x, y, *, squared: bool = False) -> float:
@@ -48,7 +50,7 @@ def svcca(x, y, keep=0.99, *, squared: bool = False) -> float:
     x, y = pair(x, y)
     for t, name in ((x, "x"), (y, "y")):
         require_varying(t, name, "SVCCA")
-    qx, qy = _top_directions(centred(x), keep), _top_directions(centred(y), keep)
+    qx, qy = _top_directions(x, keep), _top_directions(y, keep)
     rho = _correlations(qx, qy)[0]
     return float((rho.square() if squared else rho).mean())
 
@@ -59,7 +61,7 @@ def pwcca(x, y) -> float:
     variates. Not symmetric in x and y."""
     x, y = _checked(x, y, "PWCCA")
     xc, yc = centred(x), centred(y)
-    qx, qy = _basis(xc), _basis(yc)
+    qx, qy = _basis(x, xc), _basis(y, yc)
     rho, u, v = _correlations(qx, qy)
     acts, variates = (xc, qx @ u) if x.shape[1] <= y.shape[1] else (yc, qy @ v)
     weights = (variates.T @ acts).abs().sum(1)
@@ -74,10 +76,17 @@ def _checked(x, y, measure: str) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-def _basis(xc: Tensor) -> Tensor:
-    """Orthonormal basis `[n, r]` of the column space of centred `xc`."""
-    u, s, _ = torch.linalg.svd(xc, full_matrices=False)
-    return u[:, : int((s > RANK_TOL * s[0]).sum())]
+def _basis(x: Tensor, xc: Tensor | None = None) -> Tensor:
+    """Orthonormal basis `[n, r]` of the column space of `x` centred (`xc`, if given)."""
+    u, s, _ = torch.linalg.svd(centred(x) if xc is None else xc, full_matrices=False)
+    return u[:, :_rank(x, s)]
+
+
+def _rank(x: Tensor, s: Tensor) -> int:
+    """How many singular values `s` of centred `x` stand above rounding: float32 input leaves
+    spurious directions at ~1e-7 of the largest, far above RANK_TOL."""
+    floor = max(RANK_TOL * float(s[0]), rounding_floor(x, float(s[0])))
+    return int((s > floor).sum())
 
 
 def _correlations(qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,10 +102,10 @@ def _correlations(qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return s[:c].clamp(0, 1), u[:, :c], vh[:c].T
 
 
-def _top_directions(xc: Tensor, keep) -> Tensor:
-    """Left singular vectors of `xc` for the kept directions (an orthonormal basis)."""
-    u, s, _ = torch.linalg.svd(xc, full_matrices=False)
-    rank = int((s > RANK_TOL * s[0]).sum())
+def _top_directions(x: Tensor, keep) -> Tensor:
+    """Left singular vectors of centred `x` for the kept directions (an orthonormal basis)."""
+    u, s, _ = torch.linalg.svd(centred(x), full_matrices=False)
+    rank = _rank(x, s)
     if isinstance(keep, numbers.Integral):
         k = min(int(keep), rank)
     else:
