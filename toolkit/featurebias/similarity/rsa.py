@@ -81,10 +81,14 @@ def _square(r, name: str) -> Tensor:
     if r.ndim != 2 or r.shape[0] != r.shape[1]:
         raise ShapeError(f"{name} has shape {tuple(r.shape)}; expected a square RDM [C, C] or "
                          "its upper triangle [C(C−1)/2]")
+    # An RDM computed in float32 (torch.cdist, 1 − corrcoef) is symmetric to its rounding.
+    rounding = max(1e-10, 64 * torch.finfo(r.dtype).eps) if r.is_floating_point() else 1e-10
     r = r.to(F64)
     scale = float(r.abs().max()) if r.numel() and bool(torch.isfinite(r).all()) else 0.0
-    if not torch.allclose(r, r.T, rtol=0, atol=1e-10 * scale, equal_nan=True):
-        raise RangeError(f"{name} is not symmetric; expected an RDM (D[i, j] = D[j, i])")
+    if not torch.allclose(r, r.T, rtol=0, atol=rounding * scale, equal_nan=True):
+        gap = float((r - r.T).nan_to_num(0.0).abs().max())
+        raise RangeError(f"{name} is not symmetric: |D[i, j] − D[j, i]| reaches {gap:.3g} "
+                         f"(tolerance {rounding * scale:.3g}); expected an RDM")
     return r
 
 
