@@ -28,8 +28,9 @@ def test_split_moments_equal_each_splits_own_scaler(dtype):
               None]
     counts = _data.split_counts(trains, len(x), x.device)
     assert counts[2, 3] == 3 and counts[3].eq(1).all() and counts[0, 100:].eq(0).all()
-    means, scales = _data.moments(x, counts, block=64)  # several blocks
+    means, scales, constant = _data.split_moments(x, counts, block=64)  # several blocks
     assert means.dtype == scales.dtype == dtype
+    assert constant.tolist() == [[False] * 5 + [True]] + [[False] * 6] * 3
     # float64 sums about the overall mean lose ~eps·(offset / std)² ≈ 1e-8 to the far split.
     rtol = 1e-5 if dtype == torch.float32 else 1e-7
     for j, t in enumerate(trains):
@@ -52,3 +53,19 @@ def test_rows_are_ordered_by_the_splits_that_use_them():
     blocks = [p for i, p in enumerate(patterns) if i == 0 or p != patterns[i - 1]]
     assert len(blocks) == len(set(patterns))
     assert _data.by_splits(_data.split_counts([None, torch.arange(6)], 6, "cpu")) is None
+
+
+@pytest.mark.parametrize("n", [1_000, 10_000, 100_000])
+def test_columns_constant_on_a_large_split_are_found_constant(n):
+    # The float64 sum of many equal squares rounds: the cut-off grows with the row count.
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 6, generator=g)
+    sparse = [1, 3, 4, 5]  # silent on the split, active on the last 50 rows only
+    x[:, sparse] = 0.0
+    x[-50:, sparse] = 5 * torch.rand(50, len(sparse), generator=g)
+    x[:, 2] = 1e3 + 1e-2 * torch.randn(n, generator=g)  # a large offset, yet varying
+    counts = _data.split_counts([torch.arange(n - 50)], n, "cpu")
+    _, scale, constant = _data.split_moments(x, counts)
+    assert constant[0].tolist() == [False, True, False, True, True, True]
+    assert scale[0, sparse].eq(1.0).all()
+    assert float(scale[0, 2]) == pytest.approx(1e-2, rel=0.05)

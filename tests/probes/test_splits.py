@@ -71,6 +71,24 @@ def test_a_split_that_repeats_rows_weighs_them_as_its_own_fit_would(class_weight
         assert_same_fit(got, clone(probe).fit(x[train], y[train]))
 
 
+@pytest.mark.parametrize("precondition", [True, False])
+def test_a_column_constant_on_a_split_but_not_off_it_is_left_out_of_its_fit(precondition):
+    # A sparse unit silent on the training fold: unscaled and unused, as in its own fit,
+    # though whitening with every row's covariance would couple it to the others.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 4, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(4000, generator=g) > 0).long()
+    x[:, 3] = 0.0
+    x[-50:, 3] = 5 * torch.rand(50, generator=g)
+    train, test = torch.arange(3950), torch.arange(3950, 4000)
+    probe = LinearProbe(tol=1e-6, precondition=precondition)
+    [got] = probe.fit_splits(x, y, [train])
+    want = clone(probe).fit(x[train], y[train])
+    assert float(got.scale_[3]) == 1.0 and float(got.coef_[:, 3].abs().max()) == 0.0
+    torch.testing.assert_close(got.coef_, want.coef_, rtol=0, atol=2e-3)
+    assert got.score(x[test], y[test]) == pytest.approx(want.score(x[test], y[test]), abs=0.02)
+
+
 def test_float32_fits_are_within_the_tolerance_of_separate_ones():
     x, y = blobs(600, 16, 5, signal=0.3)
     trains = folds(y, n_splits=3)

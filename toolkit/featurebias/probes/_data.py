@@ -75,27 +75,31 @@ def is_constant(x: Tensor) -> bool:
     return bool((v == v[0]).all()) and bool((x == x[:1]).all())
 
 
-def moments(x: Tensor, counts: Tensor | None = None, block: int | None = None
-            ) -> tuple[Tensor, Tensor]:
+def moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """`(mean, scale)` of the columns: the population std as `scale`, 1 for a constant column
-    (as sklearn's StandardScaler has it), both in x's dtype.
+    (as sklearn's StandardScaler has it), both in x's dtype."""
+    n = x.shape[0]
+    mean, scale, _ = split_moments(x, torch.ones(1, n, dtype=torch.float64, device=x.device))
+    return mean[0], scale[0]
 
-    Given `counts [s, n]` (how many times each row is in each of `s` splits, as from
-    `split_counts`), `[s, d]` each: split `j`'s moments, as `moments(x[rows of j])` would give
-    them, without gathering a copy of its rows.
+
+def split_moments(x: Tensor, counts: Tensor, block: int | None = None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Each split's `moments` and which of its columns are constant, `[s, d]` each, as
+    `moments(x[rows of j])` would give them, from `counts [s, n]` (how many times each row is
+    in each split, as from `split_counts`) without gathering a copy of any split's rows.
 
     Sums run as float64 matrix products over blocks of rows (row reductions are much slower on
     a CPU; a block is 1 MiB there by default, as one that stays in cache is ~3x faster, and
     256 MiB elsewhere), about the columns' overall mean: a split whose mean lies `r` of its
     stds away from that loses ~1e-16·r² of its variance to rounding (below float32's
-    resolution up to r ~ 10⁴). A column is constant where its variance is within float64
-    rounding of zero (exactly zero for float32 data).
+    resolution up to r ~ 10⁴). A column counts as constant on a split of `m` rows where its
+    variance is within the rounding of `m` float64 terms: `var ≤ 4·m·eps·E[(x − centre)²]`
+    (so also where r > ~1/√(4·m·eps), 10⁵ for 10⁴ rows, as sklearn's scaler judges it).
     """
     n, d = x.shape
     if block is None:
         block = max(64, (1 << (20 if x.device.type == "cpu" else 28)) // (8 * d))
-    one = counts is None
-    counts = torch.ones(1, n, dtype=torch.float64, device=x.device) if one else counts
     centre = _column_sums(x) / n
     sums = torch.zeros(len(counts), d, dtype=torch.float64, device=x.device)
     squares = torch.zeros_like(sums)
@@ -107,10 +111,9 @@ def moments(x: Tensor, counts: Tensor | None = None, block: int | None = None
     total = counts.sum(1, keepdim=True)
     offset, second = sums / total, squares / total
     var = (second - offset.square()).clamp_min_(0)
-    scale = torch.where(var > 16 * torch.finfo(torch.float64).eps * second, var.sqrt(), 1.0)
-    mean = (centre + offset).to(x.dtype)
-    scale = scale.to(x.dtype)
-    return (mean[0], scale[0]) if one else (mean, scale)
+    constant = var <= 4 * total * torch.finfo(torch.float64).eps * second
+    scale = torch.where(constant, 1.0, var.sqrt())
+    return (centre + offset).to(x.dtype), scale.to(x.dtype), constant
 
 
 def split_counts(trains: list, n: int, device) -> Tensor:

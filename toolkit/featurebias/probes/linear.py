@@ -97,15 +97,18 @@ class LinearProbe(Probe):
         order = _data.by_splits(counts)
         if order is not None:
             x, ids, counts = x[order], ids[order], counts[:, order]
-        shift = ratio = None
+        shift = ratio = constant = None
         if not self.standardize:
             z, means, scales = x, x.new_zeros(len(trains), d), x.new_ones(len(trains), d)
         else:
             mean, scale = _data.moments(x)
             means, scales = mean.expand(len(trains), d), scale.expand(len(trains), d)
             if any(t is not None for t in trains):
-                means, scales = _data.moments(x, counts)
-                shift, ratio = (means - mean) / scale, scale / scales
+                means, scales, constant = _data.split_moments(x, counts)
+                # A column constant on a split is no feature of its fit (sklearn's scaler
+                # makes it 0): ratio 0 takes it out of the logits, and its weight is 0 below.
+                shift = (means - mean) / scale
+                ratio = torch.where(constant, 0.0, scale / scales)
             # x is a copy of the caller's when reordered: standardised in place.
             z = (x - mean if order is None else x.sub_(mean)).div_(scale)
         row_weight = counts
@@ -121,6 +124,8 @@ class LinearProbe(Probe):
                           f"before reaching tol={self.tol} ({stuck} of {len(trains)} fits); "
                           "raise max_iter", ConvergenceWarning, stacklevel=3)
         coef = sol.weight.double() / scales.double()[:, None]
+        if constant is not None:
+            coef = coef.masked_fill(constant[:, None], 0.0)
         intercept = sol.bias.double() - (coef * means.double()[:, None]).sum(2)
         return [dict(C_=Cs[j], n_iter_=int(sol.n_iter[j]), mean_=means[j], scale_=scales[j],
                      coef_=coef[j].to(x.dtype), intercept_=intercept[j].to(x.dtype),

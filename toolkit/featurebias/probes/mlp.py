@@ -88,7 +88,8 @@ class MLPProbe(Probe):
         """All the splits' networks trained together, their weights stacked (see `_mlp_train`)."""
         rows = [torch.arange(len(x), device=x.device) if t is None else t for t in trains]
         if self.standardize:
-            mean, scale = _data.moments(x, _data.split_counts(trains, len(x), x.device))
+            counts = _data.split_counts(trains, len(x), x.device)
+            mean, scale, _ = _data.split_moments(x, counts)
         else:
             mean, scale = x.new_zeros(len(rows), x.shape[1]), x.new_ones(len(rows), x.shape[1])
         weights = None if self.class_weight is None else torch.stack(
