@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -17,7 +20,7 @@ from featurebias.errors import (
     NotFittedError,
     ShapeError,
 )
-from featurebias.probes import LinearProbe
+from featurebias.probes import LinearProbe, _logistic
 from featurebias.probes._logistic import worth_preconditioning
 
 from .helpers import blobs
@@ -58,6 +61,19 @@ def test_preconditioning_keeps_the_minimiser_and_saves_iterations():
         np.testing.assert_allclose(probe.coef_.numpy() * scale, ref.coef_, rtol=1e-3,
                                    atol=1e-3 * np.abs(ref.coef_).max())
     assert fits[True].n_iter_ < 0.5 * fits[False].n_iter_
+
+
+@pytest.mark.parametrize("C", [1e3, 1e8])
+def test_collinear_features_and_a_large_C_still_precondition(C):
+    # Float32 rounding had left the preconditioner's Gram indefinite (Cholesky failed).
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(20_000, 32, generator=gen)
+    x = torch.cat([base, 2 * base + 1], 1)
+    y = (base[:, 0] + 0.3 * torch.randn(20_000, generator=gen) > 0).long()
+    whitened = LinearProbe(C, precondition=True).fit(x, y)
+    plain = LinearProbe(C, precondition=False, max_iter=5000).fit(x, y)
+    assert whitened.score(x, y) == pytest.approx(plain.score(x, y), abs=2e-3)
+    assert _logistic.preconditioner(torch.cat([base, 2 * base], 1), 1e-12) is not None
 
 
 def test_standardizes_inside_like_a_scaler_pipeline():
@@ -180,6 +196,9 @@ def test_bad_input_raises_clear_errors():
         LinearProbe(C=-1.0).fit(x, y)
     with pytest.raises(ConfigError, match="class_weight"):
         LinearProbe(class_weight="auto").fit(x, y)
+    for half in (torch.float16, torch.bfloat16):
+        with pytest.raises(ConfigError, match="float32 or torch.float64"):
+            LinearProbe(dtype=half).fit(x, y)
 
 
 def test_rejected_fit_leaves_the_probe_unchanged():
@@ -207,3 +226,18 @@ def test_auto_preconditioning_only_where_it_pays_for_itself():
                 for p in ("auto", True))
     assert worth_preconditioning(200, 6, 3) and auto.n_iter_ == on.n_iter_
     np.testing.assert_array_equal(auto.coef_.numpy(), on.coef_.numpy())
+
+
+def test_a_fit_that_stops_short_of_tol_warns_and_says_why():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 20, generator=gen) * torch.logspace(-2, 2, 20)
+    y = (x @ torch.randn(20, generator=gen) + torch.randn(2000, generator=gen) > 0).long()
+    # Unscaled float32 features 1e4 apart: rounding hides progress long before tol = 1e-6.
+    with pytest.warns(ConvergenceWarning, match="stalled in the line search"):
+        stalled = LinearProbe(C=100, tol=1e-6, standardize=False).fit(x, y)
+    assert stalled.n_iter_ < 500
+    with pytest.warns(ConvergenceWarning, match="1 reached max_iter=3"):
+        LinearProbe(max_iter=3).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        LinearProbe(C=100, tol=1e-6, standardize=False, dtype=torch.float64).fit(x, y)

@@ -196,7 +196,9 @@ def resolve_device(device, x: Tensor) -> torch.device:
 
 def check_common(probe) -> None:
     """Parameters every probe shares: dtype, class_weight, seed."""
-    check.float_dtype(probe.dtype)
+    if check.float_dtype(probe.dtype) not in (torch.float32, torch.float64):
+        raise ConfigError(f"dtype must be torch.float32 or torch.float64 (the solvers' linear "
+                          f"algebra has no {probe.dtype} kernels), got {probe.dtype}")
     if probe.class_weight not in (None, "balanced"):
         raise ConfigError(f"class_weight must be None or 'balanced', got {probe.class_weight!r}")
     if isinstance(probe.seed, bool) or not isinstance(probe.seed, (int, np.integer)):

@@ -142,7 +142,7 @@ def _runs(row_weight: Tensor) -> list[tuple[int, int, Tensor | None]]:
     return runs if skipped >= 0.1 * problems * n else whole
 
 
-def preconditioner(x: Tensor, l2: float) -> Tensor:
+def preconditioner(x: Tensor, l2: float) -> Tensor | None:
     """`P` with `P Pᵀ ≈ (xᵀx / n + l2·I)⁻¹`: the inverse of the objective's curvature with the
     softmax factor replaced by one.
 
@@ -155,8 +155,14 @@ def preconditioner(x: Tensor, l2: float) -> Tensor:
     n, d = x.shape
     rows = x[:: -(-n // (8 * d))]
     gram = symmetric_product(rows).double() / rows.shape[0]
-    gram.diagonal().add_(l2)
-    chol = torch.linalg.cholesky(gram)
+    # The product's rounding (d·eps of the diagonal) can leave collinear features' Gram
+    # indefinite where l2 is smaller (a large C): the ridge is kept above it, and a factor
+    # that still fails means no preconditioning (None).
+    rounding = d * torch.finfo(x.dtype).eps * float(gram.diagonal().mean())
+    gram.diagonal().add_(max(l2, rounding))
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info):
+        return None
     eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
     return torch.linalg.solve_triangular(chol, eye, upper=False).T.to(x.dtype)
 

@@ -118,11 +118,17 @@ class LinearProbe(Probe):
         sol = fit_logistic(z, ids, k, torch.tensor(Cs, dtype=torch.float64), row_weight.to(x),
                            max_iter=self.max_iter, tol=self.tol, precondition=self.precondition,
                            shift=shift, ratio=ratio)
-        stuck = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())
-        if stuck:
-            warnings.warn(f"LinearProbe stopped after max_iter={self.max_iter} iterations "
-                          f"before reaching tol={self.tol} ({stuck} of {len(trains)} fits); "
-                          "raise max_iter", ConvergenceWarning, stacklevel=3)
+        short = int((~sol.converged).sum())
+        if short:
+            capped = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())
+            why = [f"{capped} reached max_iter={self.max_iter} (raise it)"] if capped else []
+            if short > capped:
+                why.append(f"{short - capped} stalled in the line search, the objective's "
+                           "rounding hiding further progress (try dtype=torch.float64 or a "
+                           "looser tol)")
+            warnings.warn(f"LinearProbe stopped before reaching tol={self.tol} in {short} of "
+                          f"{len(trains)} fits: {'; '.join(why)}", ConvergenceWarning,
+                          stacklevel=3)
         coef = sol.weight.double() / scales.double()[:, None]
         if constant is not None:
             coef = coef.masked_fill(constant[:, None], 0.0)
