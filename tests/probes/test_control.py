@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featurebias.errors import ShapeError
+from featurebias.errors import LabelError, ShapeError
 from featurebias.probes import Selectivity, control_task, selectivity
 
 
@@ -63,3 +63,5 @@ def test_bad_input():
         control_task(type_ids[:-1], labels)
     with pytest.raises(ShapeError, match="type_ids"):
         selectivity(torch.randn(200, 3), labels, type_ids[:10])
+    with pytest.raises(LabelError, match="control task gives all"):  # one type: one label
+        selectivity(torch.randn(200, 3), labels, torch.zeros(200, dtype=torch.long))

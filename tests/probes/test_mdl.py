@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from featurebias.errors import ConfigError, NonFiniteError, ShapeError
 from featurebias.probes import (
     VOITA_FRACTIONS,
+    LinearProbe,
     block_boundaries,
     mdl_probe,
     online_codelength,
@@ -94,6 +95,16 @@ def test_tiny_blocks_use_add_one_frequencies_and_stay_finite():
     # the add-one code of one seen example: (1 + 1) / (1 + 5) for its class, else 1 / 6
     first = blocks.iloc[1]
     assert first["bits_per_example"] <= math.log2(6) + 1e-12
+
+
+def test_a_probe_that_picks_C_by_cv_codes_early_blocks_with_add_one():
+    # Its CV needs 2 rows of every class: prefixes with a singleton class cannot fit it.
+    x, y = blobs(400, 5, 3, signal=2.0)
+    code = mdl_probe(x, y, LinearProbe(C="cv", Cs=[0.1, 1.0], cv=2), progress=False)
+    coders = code.blocks["coder"].tolist()
+    assert "add-one" in coders[1:] and coders[-1] == "probe"
+    assert math.isfinite(code.codelength_bits)
+    assert code.codelength_bits < 0.8 * code.uniform_bits
 
 
 def test_deterministic_with_a_seed():

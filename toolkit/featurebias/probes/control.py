@@ -96,6 +96,10 @@ def selectivity(x, labels, type_ids, probe=None, *, test_size: float = 0.2, seed
                                    random_state=seed, stratify=ids.cpu().numpy())
     train = torch.as_tensor(train, device=x.device)
     test = torch.as_tensor(test, device=x.device)
+    if len(torch.unique(c_ids[train])) < 2:
+        raise LabelError(f"the control task gives all {len(train)} training rows one label "
+                         f"({len(torch.unique(types))} types drew {len(c_classes)} distinct "
+                         "labels): nothing to probe; use more types or another control_seed")
     task = _score(probe, x, y, classes, ids, train, test)
     ctrl = _score(probe, x, control, c_classes, c_ids, train, test)
     chance, _ = _data.prior_scores(ids[train], ids[test], len(classes))

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .. import _validate as check
 from .._progress import tqdm
-from ..errors import ConfigError, NonFiniteError, ShapeError
+from ..errors import ConfigError, LabelError, NonFiniteError, ShapeError
 from . import _data
 from .linear import LinearProbe
 
@@ -126,7 +126,8 @@ def mdl_probe(x, y, probe=None, fractions: Sequence[float] = VOITA_FRACTIONS, *,
     Rows are put in a seeded random order; block `i` is coded by a fresh clone of `probe`
     (default `LinearProbe()`) fitted on all earlier rows. K is the number of distinct labels.
 
-    Tiny early blocks: a block whose training rows hold one class only (or constant `x`) is
+    Tiny early blocks: a block whose training rows hold one class only (or constant `x`, or
+    too few rows of some class for the probe, e.g. one that picks `C` by cross-validation) is
     coded with the add-one (Laplace) estimate `(n_c + 1) / (t + K)` of those rows' label
     frequencies, which never gives probability 0. When the training rows miss some classes,
     each missing class gets that same add-one probability `1 / (t + K)` and the probe's
@@ -145,10 +146,15 @@ def mdl_probe(x, y, probe=None, fractions: Sequence[float] = VOITA_FRACTIONS, *,
     def code_block(start: int, end: int) -> Tensor:
         counts = torch.bincount(ids[:start], minlength=k).double()
         target = ids[start:end, None]
+        add_one = -((counts + 1) / (start + k)).log().expand(end - start, k).gather(1, target)
         if int((counts > 0).sum()) < 2 or _data.is_constant(x[:start]):
             coders[start] = "add-one"
-            return -((counts + 1) / (start + k)).log().expand(end - start, k).gather(1, target)
-        model = clone(probe).fit(x[:start], classes[ids[:start]])
+            return add_one
+        try:
+            model = clone(probe).fit(x[:start], classes[ids[:start]])
+        except LabelError:  # too few rows of a class for this probe (its CV needs 2 each)
+            coders[start] = "add-one"
+            return add_one
         logp = _data.full_log_proba(model, x[start:end], classes)
         missing = counts == 0
         coders[start] = "probe"
