@@ -189,6 +189,18 @@ def test_logger_steps_and_relinearisations():
     assert logger.frame["kernel_velocity"].iloc[-1] < 1e-14
 
 
+def test_a_logger_passed_to_a_second_run_logs_that_run_afresh():
+    x, y = task()
+    logger = KernelLogger(x[:8], every=10)
+    train(net(), (x, y), CONFIG, callbacks=[logger], progress=False)
+    other = models.mlp(5, (8,), 3, activation="tanh", seed=7).double()
+    result = train(other, (x, y), CONFIG, callbacks=[logger], progress=False)
+    assert logger.frame["step"].tolist() == [0, 10, 20, 30]
+    # Distances are measured from the second run's own initial kernel.
+    assert logger.frame["kernel_distance"].iloc[0] < 1e-15
+    torch.testing.assert_close(logger.kernels[0], empirical_ntk(result.model_at(0), x[:8]))
+
+
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"probe_x": torch.ones(0, 5)}, ShapeError, "n >= 1"),
     ({"every": 0}, ConfigError, "every must be"),

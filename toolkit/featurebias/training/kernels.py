@@ -143,6 +143,9 @@ class KernelLogger:
     relinearisations`; 0 for a plain model). For a `Linearised` model the kernel is that of
     `f_lin`, the network's NTK at θ_lin, so it changes only at feature updates.
 
+    One logger follows one run: when the steps go back (the logger is passed to another run),
+    it starts a fresh log, and `rows` and `kernels` hold the new run only.
+
     Args:
         probe_x: the probe batch `[n, ...]`, moved to the model's device when used.
         every: log at the multiples of `every` (step 0 included); unused when `steps` is given.
@@ -188,7 +191,9 @@ class KernelLogger:
 
     def __call__(self, state) -> None:
         step = int(state.step)
-        if not self.wants(step) or (self._last is not None and step <= self._last[0]):
+        if self._last is not None and step < self._last[0]:  # a new run: a fresh log
+            self.kernels, self.rows, self._first, self._last = {}, [], None, None
+        if not self.wants(step) or (self._last is not None and step == self._last[0]):
             return
         model = state.model
         like = next(iter(model.parameters()))
