@@ -47,6 +47,17 @@ def test_moment_gaps_shrink(digits, erased):
     assert after["cov_gap"] < before["cov_gap"]
 
 
+def test_a_class_id_absent_from_the_batch_is_ignored(digits):
+    # Ids {0, 2}: class 1 has no rows, so its (empty) moments must not enter the objective.
+    x, y = digits
+    rows = (y == 3) | (y == 7)
+    eraser = IterativeEraser.fit(x, max_iter=5)
+    gapped = eraser(x[rows], torch.where(y[rows] == 3, 0, 2))
+    compact = eraser(x[rows], torch.where(y[rows] == 3, 0, 1))
+    assert torch.isfinite(gapped).all()
+    torch.testing.assert_close(gapped, compact)
+
+
 def test_image_shape_and_dtype_kept(digits):
     x, y = digits
     images = x[:40].reshape(40, 1, 8, 8).float()

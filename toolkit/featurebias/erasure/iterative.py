@@ -54,13 +54,14 @@ class IterativeEraser(Eraser):
 
     def _objective(self, x: Tensor, x0: Tensor, ids: Tensor, k: int) -> Tensor:
         counts = torch.bincount(ids, minlength=k).to(x.dtype)
-        means = x.new_zeros(k, x.shape[1]).index_add_(0, ids, x) / counts[:, None]
+        present = counts > 0  # a class id absent from this batch has no moments to move
+        means = x.new_zeros(k, x.shape[1]).index_add_(0, ids, x) / counts.clamp_min(1)[:, None]
         centred = Groups(ids, k).pad(x - means[ids])
-        covs = centred.mT @ centred / (counts - 1)[:, None, None]
+        covs = centred.mT @ centred / (counts - 1).clamp_min(1)[:, None, None]
         mse = ((x - x0).square().sum(1) / (counts[ids] * x.shape[1])).sum()
-        return (self.w_mean * (means - self.mean).norm(dim=1).sum()
-                + self.w_cov * (covs - self.cov).flatten(1).norm(dim=1).sum()
-                + self.w_mse * mse)
+        gaps = (self.w_mean * (means - self.mean).norm(dim=1)
+                + self.w_cov * (covs - self.cov).flatten(1).norm(dim=1))
+        return gaps[present].sum() + self.w_mse * mse
 
     def _ids(self, x: Tensor, z) -> tuple[Tensor, int]:
         z = check.as_tensor(z, "z")
