@@ -13,6 +13,9 @@ from .base import Eraser, LabelMatrixFitter
 from .linalg import EPS64, psd_eigh
 from .stats import Moments
 
+# Entries of x − b held at once while erasing (16 MiB of float32): no n×d temporary.
+CENTRED_CHUNK = 1 << 22
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class LeaceEraser(Eraser):
@@ -45,10 +48,12 @@ class LeaceEraser(Eraser):
 
     def _apply(self, x: Tensor, z) -> Tensor:
         left, right = self.proj_left.to(x.dtype), self.proj_right.to(x.dtype)
-        # x − L R (x − b) = x − (R x − R b) L, with no n×d temporary for x − b.
-        coords = x @ right.mT
-        if self.bias is not None:
-            coords = coords - self.bias.to(x.dtype) @ right.mT
+        if self.bias is None:
+            coords = x @ right.mT
+        else:  # R (x − b), centred first: R x − R b would cancel in float32 far from 0
+            bias, rows = self.bias.to(x.dtype), max(1, CENTRED_CHUNK // x.shape[1])
+            coords = torch.cat([(x[i:i + rows] - bias) @ right.mT
+                                for i in range(0, x.shape[0], rows)])
         return torch.addmm(x, coords, left.mT, alpha=-1)
 
 
