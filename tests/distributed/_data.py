@@ -40,8 +40,13 @@ def representation(n: int = sum(SHARDS), seed: int = 2):
          + size[:, None] * basis[2] + 0.5 * torch.randn(n, 6, generator=g, dtype=F64))
     dead = torch.full((n, 2), 3.0, dtype=F64)  # constant columns: exactly 0 after centring
     names = ["round", "square"]
+    # Levels -1 and 7 only on odd rows, which split_of keeps for testing: levels no fit row
+    # has, -1 the level one-process coding drops (the smallest), 7 one it keeps.
+    shade = torch.randint(0, 3, (n,), generator=g)
+    shade[1:40:2], shade[41:80:2] = -1, 7
     return ({"a": h, "b": torch.cat([h[:, :3] ** 2, dead], 1)},
-            {"colour": colour, "shape": [names[i] for i in shape.tolist()], "size": size})
+            {"colour": colour, "shape": [names[i] for i in shape.tolist()], "size": size,
+             "shade": shade})
 
 
 def split_of(n: int):

@@ -230,3 +230,23 @@ def test_bad_input_raises_clear_errors(case):
     with pytest.raises(error) as info:
         variance_explained(acts, feats, progress=False, **kwargs)
     assert isinstance(info.value, FeatureBiasError) and "expected" in str(info.value)
+
+
+def test_a_level_no_fit_row_has_is_predicted_by_the_fit_mean_whatever_its_code():
+    gen = np.random.default_rng(0)
+    n = 80
+    level = gen.integers(0, 3, size=n)
+    fit, test = np.arange(0, 50), np.arange(50, n)
+    level[test[:6]] = 3  # seen only in the test rows
+    h = gen.normal(size=(4, 5))[level] * 3 + gen.normal(size=(n, 5))
+    # The explicit model: each seen level's fit mean; the unseen level gets the fit mean.
+    means = {c: h[fit][level[fit] == c].mean(0) for c in np.unique(level[fit])}
+    predicted = np.stack([means.get(c, h[fit].mean(0)) for c in level[test]])
+    centred = h[test] - h[fit].mean(0)
+    want = 1 - ((h[test] - predicted) ** 2).sum() / (centred**2).sum()
+    codings = {"codes": level, "unseen code first": (level + 1) % 4,
+               "strings": np.array(["abcd"[c] for c in level])}
+    for name, coded in codings.items():
+        table = variance_explained(torch.tensor(h), {"c": coded}, split=(fit, test))
+        got = table[(table.feature == "c") & (table.measure == "r2")].value.item()
+        assert got == pytest.approx(want, abs=1e-12), name

@@ -40,6 +40,26 @@ class Feature:
 
     name: str
     design: Tensor
+    categorical: bool = False
+
+    def test_design(self, test: Tensor, fit_mean: Tensor, n_fit: int) -> Tensor:
+        """The design of the `test` rows, given the fit rows' mean design row and count."""
+        design = self.design.to(fit_mean.device)[test]
+        return unseen_at_mean(design, fit_mean, n_fit) if self.categorical else design
+
+
+def unseen_at_mean(design: Tensor, fit_mean: Tensor, n_fit: int) -> Tensor:
+    """One-hot rows (first level dropped) of levels no fit row has, as the fit rows' mean row.
+
+    A map fitted without a level can only predict the mean for it: whichever level the
+    coding dropped, the prediction is then the same (the fit rows' mean of φ, plus the other
+    features' parts).
+    """
+    seen = fit_mean > 0
+    unseen = (design[:, ~seen] != 0).any(1)
+    if float(fit_mean.sum()) > 1 - 0.5 / n_fit:  # no fit row has the dropped level either
+        unseen |= (design == 0).all(1)
+    return torch.where(unseen[:, None], fit_mean, design)
 
 
 def matrix(x, name: str) -> Tensor:
@@ -168,7 +188,7 @@ def encode_features(features, n: int) -> list[Feature]:
         if design.shape[1] == 0 or not bool((design != design[0]).any()):
             raise LabelError(f"feature {name!r} is constant (one distinct value); expected at "
                              "least two values")
-        out.append(Feature(name, design))
+        out.append(Feature(name, design, categorical))
     return out
 
 

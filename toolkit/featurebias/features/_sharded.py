@@ -96,7 +96,7 @@ def _designs(raw: dict[str, tuple], group) -> list[Feature]:
             design = torch.nn.functional.one_hot(codes, len(levels))[:, 1:].to(F64)
         else:
             design = v[:, None]
-        out.append(Feature(name, design))
+        out.append(Feature(name, design, categorical))
     return out
 
 
@@ -128,14 +128,19 @@ def _split(n: int, split, seed, in_sample: bool, group) -> tuple[Tensor, Tensor]
     return split_rows(n, split, seed, in_sample, min_rows=0)
 
 
-def _block_sums(h: Tensor, design: Tensor, columns: list[list[int]], fit: Tensor, test: Tensor,
-                group) -> tuple[Tensor, list[Tensor]]:
+def _block_sums(h: Tensor, feats: list[Feature], columns: list[list[int]], fit: Tensor,
+                test: Tensor, group) -> tuple[Tensor, list[Tensor]]:
     """Per local test item: ‖φ_i‖² and, per model (its design columns), ‖φ_i − φ̂_i‖²."""
+    design = torch.cat([f.design for f in feats], 1).to(h.device)
     stats = Moments(design.shape[1], h.shape[1], dtype=F64, device=h.device)
     if fit.numel():
         stats.update(design[fit], h[fit])
     stats = stats.all_reduce(group)
     n_fit = stats.n.to(F64)[0]
+    # Each feature's test rows against all ranks' fit rows (unseen levels at their mean).
+    starts = np.cumsum([0] + [f.design.shape[1] for f in feats]).tolist()
+    design_test = torch.cat([f.test_design(test, stats.mean_x[0][a:b], int(n_fit))
+                             for f, a, b in zip(feats, starts[:-1], starts[1:], strict=True)], 1)
     const, value = _constant(h[fit], group)
     # As `_linear.centre`: a column constant on the fit rows is centred to exactly 0 there.
     centre = torch.where(const.to(h.device), value.to(h.device), stats.mean_z[0])
@@ -153,7 +158,7 @@ def _block_sums(h: Tensor, design: Tensor, columns: list[list[int]], fit: Tensor
         gram = stats.m_xx[0][i][:, i] / (s[:, None] * s[None, :])
         cross = stats.m_xz[0][i] / s[:, None]
         coef = torch.linalg.pinv(gram, rtol=RTOL, hermitian=True) @ cross
-        b = (design[test][:, i] - stats.mean_x[0][i]) / s
+        b = (design_test[:, i] - stats.mean_x[0][i]) / s
         sse.append((phi - (b @ coef + fit_mean)).square().sum(1))
     return phi.square().sum(1), sse
 
@@ -180,14 +185,13 @@ def variance_explained(acts, features, *, split, seed, in_sample: bool, per_item
     widths = [f.design.shape[1] for f in feats]
     starts = np.cumsum([0, *widths]).tolist()
     columns = [[c for j in m for c in range(starts[j], starts[j + 1])] for m in models]
-    design_all = torch.cat([f.design for f in feats], 1)
     local = []
     for b in progress_bar(blocks, progress and distributed.rank(group) == 0,
                           "variance_explained"):
         with distributed.together(f"variance_explained at site {b.site!r}", group):
             h = b.load().to(F64)
-        local.append(_block_sums(h, design_all.to(h.device), columns, fit.to(h.device),
-                                 test.to(h.device), group))
+        local.append(_block_sums(h, feats, columns, fit.to(h.device), test.to(h.device),
+                                 group))
     last = {b.site: sst for b, (sst, _) in zip(blocks, local, strict=True)}
     # One vector of partial sums per block and model, added over the ranks in one call.
     parts = []

@@ -9,6 +9,7 @@ from torch import Tensor
 from .. import distributed as _distributed
 from . import _sharded
 from ._inputs import (
+    Feature,
     activation_blocks,
     encode_features,
     frame,
@@ -27,14 +28,19 @@ def _models(k: int) -> list[tuple[int, ...]]:
     return list(dict.fromkeys(wanted))
 
 
-def _sums(phi: Tensor, designs: list[Tensor], fit: Tensor, test: Tensor,
+def _sums(phi: Tensor, feats: list[Feature], fit: Tensor, test: Tensor,
           models: list[tuple[int, ...]]) -> tuple[Tensor, dict[tuple[int, ...], Tensor]]:
     """Per test item: ‖φ_i‖² and, per model, the squared residual ‖φ_i − φ̂_i‖²."""
     y_fit, y_test = phi[fit], phi[test]
+    fits = [f.design.to(phi.device)[fit] for f in feats]
+    tests = [f.test_design(test, d.mean(0), len(fit)) for f, d in zip(feats, fits, strict=True)]
     sse = {}
     for m in models:
-        x = torch.cat([designs[j] for j in m], 1) if m else phi.new_zeros(phi.shape[0], 0)
-        sse[m] = (y_test - predict(x[fit], y_fit, x[test])).square().sum(1)
+        if m:
+            x_fit, x_test = (torch.cat([d[j] for j in m], 1) for d in (fits, tests))
+        else:
+            x_fit, x_test = phi.new_zeros(len(fit), 0), phi.new_zeros(len(test), 0)
+        sse[m] = (y_test - predict(x_fit, y_fit, x_test)).square().sum(1)
     return y_test.square().sum(1), sse
 
 
@@ -66,7 +72,8 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
             ActivationStore, or `{step: {site: tensor} | store}` for checkpoints. Each block is
             flattened to `[n, p]`: reduce token activations `[b, t, d]` first.
         features: `{name: values [n]}` or a DataFrame. Integer, boolean and label columns are
-            categorical; float columns continuous.
+            categorical; float columns continuous. A test row whose level no fit row has gets
+            that feature's fit mean (the map knows nothing of the level), whatever its code.
         split: fraction of rows to fit on (drawn with `seed`), or `(fit_idx, test_idx)`.
         in_sample: fit and score on all rows (ignores `split`).
         per_item: average the per-item ratios `1 − ‖φ_i − φ̂_i‖² / ‖φ_i‖²` instead of taking the
@@ -100,9 +107,8 @@ def variance_explained(acts, features, *, split=0.5, seed=0, in_sample: bool = F
     sums = []
     for b in progress_bar(blocks, progress, "variance_explained"):
         h = b.load().to(torch.float64)
-        designs = [f.design.to(h.device) for f in feats]
         f_rows, t_rows = fit.to(h.device), test.to(h.device)
-        sums.append(_sums(centre(h, f_rows), designs, f_rows, t_rows, models))
+        sums.append(_sums(centre(h, f_rows), feats, f_rows, t_rows, models))
     # Blocks come sorted by step, so the last one seen per site is the final checkpoint.
     last = {b.site: sst for b, (sst, _) in zip(blocks, sums, strict=True)}
     rows = []
