@@ -463,3 +463,17 @@ def test_dead_units_are_left_exactly_untouched(method):
     scaled = (erased - erased.mean(0)) / erased.std(0).clamp_min(1e-300)
     probe = LogisticRegression(max_iter=2000).fit(scaled[:1000].numpy(), z[:1000].numpy())
     assert probe.score(scaled[1000:].numpy(), z[1000:].numpy()) < 0.6
+
+
+@pytest.mark.parametrize("t", [3, 4])  # t == k was read as a [b, k] label matrix
+def test_token_labels_b_t_are_class_ids(t):
+    gen = torch.Generator().manual_seed(t)
+    b, d, k = 40, 5, 3
+    x = torch.randn(b, t, d, generator=gen, dtype=torch.float64)
+    z = torch.randint(0, k, (b, t), generator=gen)
+    flat_x, flat_z = x.reshape(-1, d), z.reshape(-1)
+    want = LeaceEraser.fit(flat_x, flat_z)
+    torch.testing.assert_close(LeaceEraser.fit(x, z).P, want.P)
+    torch.testing.assert_close(LeaceFitter(d, k).update(x, z).eraser.P, want.P)
+    oracle = OracleEraser.fit(flat_x, flat_z)
+    torch.testing.assert_close(oracle(x, z).reshape(-1, d), oracle(flat_x, flat_z))

@@ -97,13 +97,14 @@ def label_matrix(z, n: int, z_dim: int, name: str = "z") -> Tensor:
     """Labels as a float matrix `[n, z_dim]`.
 
     Integer ids `[...]` are one-hot encoded when `z_dim > 1`; a 1-D tensor with `z_dim == 1`
-    is one column; otherwise `z` must be `[..., z_dim]`.
+    is one column; otherwise `z` must be `[..., z_dim]`. Integers with one entry per row are
+    ids whatever their shape (token labels `[b, t]` with `t == z_dim` included).
     """
     z = as_tensor(z, name)
     if z.dtype == torch.bool:
         z = z.long()
     integer = not (z.is_floating_point() or z.is_complex())
-    if integer and z_dim > 1 and (z.ndim == 1 or z.shape[-1] != z_dim):
+    if integer and z_dim > 1 and (z.ndim == 1 or z.shape[-1] != z_dim or z.numel() == n):
         ids = class_ids(z, n, z_dim, name)
         return torch.nn.functional.one_hot(ids, z_dim)
     if z.ndim == 1:

@@ -222,7 +222,8 @@ class LabelMatrixFitter(Fitter):
         """
         x = check.features(x)
         z = check.as_tensor(z, "z")
-        ids = z.ndim == 1 and not z.is_floating_point()
+        # Integers with one entry per row of x are class ids ([n], or [b, t] for tokens).
+        ids = not z.is_floating_point() and (z.ndim == 1 or z.numel() == x.shape[0])
         if ids:
             if z.numel() and int(z.min()) < 0:
                 raise LabelError(f"z holds negative class ids (min {int(z.min())}); expected "
