@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from featurebias import models
+from featurebias.errors import ConfigError
 from featurebias.hooks import collect, erase_at, fit_erasers
 from featurebias.sites import list_sites
 
@@ -48,6 +49,24 @@ def bridge(request):
 def test_bridge_lists_classic_names(bridge):
     sites = list_sites(bridge)
     assert "blocks.0.hook_resid_post" in sites and "blocks.1.hook_resid_pre" in sites
+
+
+def test_two_names_of_one_hook_point_are_refused_before_any_hook(bridge, probe):
+    # The bridge names one activation blocks.0.hook_resid_post and blocks.0.hook_out: an
+    # eraser fitted at both would be applied twice.
+    alias = "blocks.0.hook_out"
+    assert bridge.hook_dict[alias] is bridge.hook_dict["blocks.0.hook_resid_post"]
+    tokens, labels = token_task(16, n=32)
+    baseline = probe.hooks(bridge)
+    sites = ["blocks.0.hook_resid_post", alias]
+    with pytest.raises(ConfigError, match="two names of one activation"):
+        fit_erasers(bridge, [tokens], labels, sites, progress=False)
+    with pytest.raises(ConfigError, match="blocks.0.hook_resid_post' and 'blocks.0.hook_out"):
+        with erase_at(bridge, dict.fromkeys(sites, lambda a: a)):
+            pass
+    with pytest.raises(ConfigError, match="two names"):
+        collect(bridge, [tokens], sites, progress=False)
+    assert probe.hooks(bridge) == baseline
 
 
 def test_bridge_per_token_erasure(bridge, probe):

@@ -71,7 +71,8 @@ def patch_at(model: nn.Module, patches: Mapping[str, Callable[[Tensor], Tensor]]
 
     All sites are resolved before any hook is registered, so a bad name changes nothing.
     """
-    sites = [(resolve(model, name), fn) for name, fn in patches.items()]
+    sites = list(zip(_distinct_sites(model, list(patches), "patch_at"), patches.values(),
+                     strict=True))
     handles = []
     try:
         for site, fn in sites:
@@ -140,11 +141,24 @@ def _checked_sites(model: nn.Module, sites: Sequence[str], reduce, caller: str) 
     sites = list(sites)
     if not sites:
         raise ConfigError(f"{caller} needs at least one site")
-    if len(set(sites)) != len(sites):
-        raise ConfigError(f"{caller} got repeated sites: {sites}")
-    for name in sites:
-        resolve(model, name)
+    _distinct_sites(model, sites, caller)
     layout.check_reduce(reduce)
+    return sites
+
+
+def _distinct_sites(model: nn.Module, names: list[str], caller: str) -> list[Site]:
+    """The resolved sites, none named twice nor under two names (a TransformerBridge calls one
+    hook point `blocks.0.hook_out` and `blocks.0.hook_resid_post`): an eraser fitted at both
+    would be applied twice."""
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{caller} got repeated sites: {names}")
+    sites = [resolve(model, name) for name in names]
+    seen: dict[tuple[int, str], str] = {}
+    for site in sites:
+        other = seen.setdefault((id(site.module), site.port), site.name)
+        if other != site.name:
+            raise ConfigError(f"{caller} got sites {other!r} and {site.name!r}, two names of "
+                              "one activation; keep one of them")
     return sites
 
 
