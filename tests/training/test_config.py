@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from featurebias.errors import ConfigError
@@ -53,6 +54,18 @@ def test_defaults_are_the_contract():
 def test_bad_values_raise_config_error(options, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**options)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    cfg = TrainConfig(steps=np.int64(10), batch_size=np.int32(4), lr=np.float32(0.5),
+                      momentum=np.float64(0.5), optimizer="sgd", patience=np.int64(2))
+    assert cfg == TrainConfig(steps=10, batch_size=4, lr=0.5, momentum=0.5, optimizer="sgd",
+                              patience=2)
+    assert type(cfg.steps) is int and type(cfg.lr) is float
+    with pytest.raises(ConfigError, match="steps"):
+        TrainConfig(steps=None)
+    with pytest.raises(ConfigError, match="steps"):
+        TrainConfig(steps=np.float64(10.0))
 
 
 def test_sequences_become_tuples():

@@ -165,3 +165,12 @@ def test_did_bad_input(frame, kwargs, error, match):
                **kwargs}
     with pytest.raises(error, match=match):
         difference_in_differences(frame, **options)
+
+
+@pytest.mark.parametrize("threshold", [0.6, np.float32(0.6), torch.tensor(0.6)])
+def test_threshold_may_be_a_numpy_or_torch_number(threshold):
+    got = steps_to_threshold([0, 10, 20, 30], np.array([2.0, 1.0, 0.5, 0.2]), threshold,
+                             ema=np.float64(0.0))
+    assert got.step == 20 and not got.censored
+    with pytest.raises(ConfigError, match="threshold"):
+        steps_to_threshold([0, 10], [1.0, 0.5], torch.tensor([0.6, 0.7]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -120,9 +123,20 @@ def label_matrix(z, n: int, z_dim: int, name: str = "z") -> Tensor:
 
 
 def positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """`value` as an int >= `minimum`; numpy integers count (grids are often built in numpy)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
+
+
+def real(value, name: str) -> float:
+    """A finite real number as a float: Python, numpy or a one-element tensor, not a bool."""
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+            value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def choice(value, name: str, options: tuple[str, ...]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 from .. import _validate as check
 from ..errors import ConfigError
@@ -55,17 +56,18 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
-            check.positive_int(getattr(self, name), name)
-        check.positive_int(self.checkpoints, "checkpoints", minimum=0)
-        check.positive_int(self.seed, "seed", minimum=0)
-        if self.patience is not None:
-            check.positive_int(self.patience, "patience")
+        # Numbers are stored as Python ints and floats (numpy ones, from a grid, included).
+        minimum = {"checkpoints": 0, "seed": 0, "patience": 1}
+        for name in ("steps", "batch_size", "eval_every", "eval_batch_size", *minimum):
+            if name != "patience" or self.patience is not None:
+                object.__setattr__(self, name, check.positive_int(
+                    getattr(self, name), name, minimum=minimum.get(name, 1)))
         check.choice(self.optimizer, "optimizer", OPTIMIZERS)
         check.choice(self.schedule, "schedule", SCHEDULES)
-        _number(self.lr, "lr", low=0.0, strict=True)
-        _number(self.weight_decay, "weight_decay", low=0.0)
-        _number(self.momentum, "momentum", low=0.0)
+        for name, low, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False),
+                                  ("momentum", 0.0, False)):
+            object.__setattr__(self, name, _number(getattr(self, name), name, low=low,
+                                                   strict=strict))
         if self.momentum >= 1:
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if self.momentum and self.optimizer != "sgd":
@@ -95,12 +97,13 @@ class TrainConfig:
         object.__setattr__(self, field, value)  # lists become tuples: hashable, immutable
 
 
-def _number(value, name: str, *, low: float, strict: bool = False) -> None:
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+def _number(value, name: str, *, low: float, strict: bool = False) -> float:
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
           and math.isfinite(value) and (value > low if strict else value >= low))
     if not ok:
         sign = ">" if strict else ">="
         raise ConfigError(f"{name} must be a finite number {sign} {low}, got {value!r}")
+    return float(value)
 
 
 def _name(value, name: str) -> None:
