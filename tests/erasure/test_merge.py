@@ -50,8 +50,16 @@ def test_unequal_shards_merged_in_any_order_equal_the_whole(name, class_data):
 def test_merge_rejects_other_kinds_and_shapes():
     with pytest.raises(ConfigError, match="cannot merge"):
         LeaceFitter(3, 2).merge(OracleFitter(3, 2))
-    with pytest.raises(ConfigError, match="shapes"):
+    with pytest.raises(ConfigError, match="different settings"):
         LeaceFitter(3, 2).merge(LeaceFitter(4, 2))
+    x, z = torch.randn(20, 3, dtype=torch.float64), torch.arange(20) % 2
+    leace = LeaceFitter(3, 2).update(x, z)
+    before = leace.stats.m_xx.clone()
+    for a, b in ((leace, LeaceFitter(3, 2, method="orth").update(x, z)),
+                 (LeaceFitter(3, 2, method="orth").update(x, z), leace)):
+        with pytest.raises(ConfigError, match="m_xx"):  # orth keeps no M_xx
+            a.merge(b)
+    assert torch.equal(leace.stats.m_xx, before) and int(leace.stats.n.sum()) == 20
 
 
 def test_merge_invalidates_the_cached_eraser(class_data):

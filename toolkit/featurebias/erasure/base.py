@@ -161,11 +161,13 @@ class Fitter:
             raise ConfigError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
         mine, theirs = self._statistics(), other._statistics()
         for key, stats in mine.items():
-            if stats.mean_x.shape != theirs[key].mean_x.shape or (
-                    stats.mean_z.shape != theirs[key].mean_z.shape):
-                raise ConfigError(f"cannot merge fitters of different shapes: "
-                                  f"{tuple(stats.mean_x.shape)} vs "
-                                  f"{tuple(theirs[key].mean_x.shape)}")
+            # Same shapes, and the same co-moments tracked (an orth LEACE keeps no M_xx).
+            layout, other_layout = (
+                {k: None if v is None else tuple(v.shape) for k, v in m._fields().items()}
+                for m in (stats, theirs[key]))
+            if layout != other_layout:
+                raise ConfigError(f"cannot merge {type(self).__name__}s fitted with different "
+                                  f"settings: statistics {other_layout} into {layout}")
         self._set_statistics({key: stats.merge(theirs[key].to_like(stats))
                               for key, stats in mine.items()})
         self._eraser = None
