@@ -83,6 +83,15 @@ def test_concept_eraser_sklearn_conventions(digits):
         ConceptEraser("nonsense").fit(X, z.numpy())
 
 
+def test_concept_eraser_takes_class_labels_of_any_kind(digits):
+    x, z = digits
+    X, binary = x.numpy(), (z.numpy() % 2)
+    want = ConceptEraser().fit(X, binary).transform(X)
+    for labels in (2 * binary - 1, np.where(binary, "odd", "even"), binary.astype(bool)):
+        np.testing.assert_allclose(ConceptEraser().fit(X, labels).transform(X), want,
+                                   rtol=0, atol=1e-10)
+
+
 def test_too_few_rows_for_qda_is_a_clear_error_before_any_fit():
     data = load_digits()
     x, z = torch.tensor(data.data[:300] / 16.0), torch.tensor(data.target[:300])

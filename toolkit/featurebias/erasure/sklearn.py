@@ -43,7 +43,14 @@ class ConceptEraser(TransformerMixin, BaseEstimator):
             kwargs["method"] = self.method
         if self.method == "random":
             kwargs.update(rank=self.rank, seed=self.seed)
-        z = None if y is None else torch.as_tensor(np.asarray(y))
+        z = None
+        if y is not None:
+            y = np.asarray(y)
+            if y.ndim == 1 and not np.issubdtype(y.dtype, np.floating):
+                # Class labels of any kind ({-1, +1}, strings, bools) as ids 0..k-1, as
+                # scikit-learn's classifiers take them; float y is a concept's values.
+                y = np.unique(y, return_inverse=True)[1]
+            z = torch.as_tensor(y)
         self.eraser_ = METHODS[self.method].fit(x, z, **kwargs)
         self.n_features_in_ = x.shape[1]
         return self
