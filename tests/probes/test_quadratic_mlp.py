@@ -26,6 +26,18 @@ def test_nonlinear_probes_solve_what_a_linear_probe_cannot(task):
     assert mlp > 0.9
 
 
+@pytest.mark.parametrize("standardize", [True, False])
+def test_quadratic_probe_is_translation_invariant(standardize):
+    # Centred before its principal axes, also unscaled: an offset changes nothing.
+    x, y = circles(300, extra=3)
+    probe = QuadraticProbe(max_dim=3, standardize=standardize, tol=1e-8,
+                           dtype=torch.float64)
+    moved = clone(probe).fit(x + 50.0, y)
+    torch.testing.assert_close(moved.components_, clone(probe).fit(x, y).components_)
+    torch.testing.assert_close(moved.predict_proba(x + 50.0),
+                               clone(probe).fit(x, y).predict_proba(x), rtol=0, atol=1e-6)
+
+
 def test_quadratic_features_after_pca():
     x, y = blobs(200, 10, 3)
     probe = QuadraticProbe(max_dim=4).fit(x, y)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,16 @@ def test_a_column_constant_on_a_split_but_not_off_it_is_left_out_of_its_fit(prec
     assert float(got.scale_[3]) == 1.0 and float(got.coef_[:, 3].abs().max()) == 0.0
     torch.testing.assert_close(got.coef_, want.coef_, rtol=0, atol=2e-3)
     assert got.score(x[test], y[test]) == pytest.approx(want.score(x[test], y[test]), abs=0.02)
+
+
+def test_each_split_probe_holds_only_its_own_values():
+    x, y = blobs(200, 6, 3)
+    probe = LinearProbe()
+    together = probe.fit_splits(x, y, folds(y, n_splits=4) * 5)
+    alone = len(pickle.dumps(clone(probe).fit(x, y)))
+    assert len(pickle.dumps(together[0])) < 1.2 * alone  # no views of all 20 splits' values
+    w = torch.ones(200, dtype=torch.float64)
+    assert together[0].score(x, y, sample_weight=w) == together[0].score(x, y)
 
 
 def test_float32_fits_are_within_the_tolerance_of_separate_ones():

@@ -142,13 +142,6 @@ def by_splits(counts: Tensor) -> Tensor | None:
     return torch.argsort(weights.to(counts.device) @ used.double(), stable=True)
 
 
-def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """`((x − mean) / scale, mean, scale)` with `moments`' mean and scale (constant columns
-    become zero)."""
-    mean, scale = moments(x)
-    return (x - mean).div_(scale), mean, scale
-
-
 def split_rows(trains, params, n: int) -> tuple[list[Tensor], list[dict]]:
     """Training splits as int64 row indices (from indices or boolean masks `[n]`), each
     non-empty and within `[0, n)`, and one parameter dict per split (default none)."""

@@ -130,7 +130,9 @@ class Probe(ClassifierMixin, BaseEstimator):
             hit = (self.classes_[self._log_proba(x_).argmax(1)] == y).double()
         if sample_weight is None:
             return float(hit.mean())
-        w = torch.as_tensor(np.asarray(sample_weight), dtype=torch.float64, device=hit.device)
+        if not isinstance(sample_weight, Tensor):  # a tensor may live on any device
+            sample_weight = np.asarray(sample_weight)
+        w = torch.as_tensor(sample_weight, dtype=torch.float64, device=hit.device)
         return float((hit * w).sum() / w.sum())
 
 

@@ -133,10 +133,14 @@ class LinearProbe(Probe):
         if constant is not None:
             coef = coef.masked_fill(constant[:, None], 0.0)
         intercept = sol.bias.double() - (coef * means.double()[:, None]).sum(2)
-        return [dict(C_=Cs[j], n_iter_=int(sol.n_iter[j]), mean_=means[j], scale_=scales[j],
-                     coef_=coef[j].to(x.dtype), intercept_=intercept[j].to(x.dtype),
+        # Each probe gets tensors of its own (clones), not views that would carry (and
+        # pickle) every split's values.
+        coef, intercept = coef.to(x.dtype), intercept.to(x.dtype)
+        return [dict(C_=Cs[j], n_iter_=int(sol.n_iter[j]), mean_=means[j].clone(),
+                     scale_=scales[j].clone(), coef_=coef[j].clone(),
+                     intercept_=intercept[j].clone(),
                      # The intercept at x = mean_: logits from centred inputs avoid cancellation.
-                     centred_intercept_=sol.bias[j]) for j in range(len(trains))]
+                     centred_intercept_=sol.bias[j].clone()) for j in range(len(trains))]
 
     def decision_function(self, x):
         """Logits `[n, k]` (`[n]` for two classes, as in sklearn)."""

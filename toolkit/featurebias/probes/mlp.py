@@ -100,7 +100,7 @@ class MLPProbe(Probe):
         models = _mlp_train.train(x, ids, k, rows, mean, scale, weights, decay, settings)
         return [dict(params_=m.params, weight_decay_=float(d), n_epochs_=m.n_epochs,
                      best_epoch_=m.best_epoch, validation_loss_=m.validation_loss,
-                     mean_=mean[j], scale_=scale[j])
+                     mean_=mean[j].clone(), scale_=scale[j].clone())
                 for j, (m, d) in enumerate(zip(models, decays, strict=True))]
 
     def _log_proba(self, x: Tensor) -> Tensor:

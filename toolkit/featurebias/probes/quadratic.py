@@ -14,8 +14,9 @@ from .linear import DEFAULT_CS, LinearProbe
 class QuadraticProbe(Probe):
     """A linear probe on the degree-2 monomials of `x`'s top `max_dim` principal components.
 
-    SCIENCE §9.1(b): `x` is standardised (if `standardize`), projected on its `m = min(max_dim,
-    d)` leading principal axes (fitted on the training data), and a `LinearProbe` is fitted
+    SCIENCE §9.1(b): `x` is centred and (if `standardize`) scaled, projected on its
+    `m = min(max_dim, d)` leading principal axes (fitted on the training data; without
+    centring the first would point at the mean), and a `LinearProbe` is fitted
     on `[z, z_i z_j for i ≤ j]` (m + m(m+1)/2 features, standardised). For wide `x` this is
     the low-rank quadratic form `zᵀ A z + bᵀ z + c` restricted to the top-m subspace.
 
@@ -51,10 +52,10 @@ class QuadraticProbe(Probe):
         self._inner()._check_params()
 
     def _fit(self, x: Tensor, ids: Tensor, k: int) -> dict:
-        if self.standardize:
-            z, mean, scale = _data.standardize(x)
-        else:
-            z, mean, scale = x, x.new_zeros(x.shape[1]), x.new_ones(x.shape[1])
+        mean, scale = _data.moments(x)
+        if not self.standardize:
+            scale = torch.ones_like(scale)
+        z = (x - mean) / scale
         components = _principal_axes(z, min(self.max_dim, x.shape[1]))
         fitted = {"mean_": mean, "scale_": scale, "components_": components}
         linear = self._inner().fit(_expand(x, fitted), ids)
