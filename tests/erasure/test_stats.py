@@ -229,3 +229,30 @@ def test_fitters_fitted_on_shards_merge_to_whole_data_fitter(fitter_cls):
             assert torch.equal(merged.stats.n, expected)
         else:
             assert_close(getattr(merged.stats, f), expected.numpy(), 1e-10)
+
+
+def test_a_dominant_class_is_cut_into_slabs_not_padded_k_times():
+    # 99% of rows in one of 10 classes: padding every class to it would hold ~10n rows.
+    from featurebias.erasure.grouping import Groups, grouped_affine
+
+    gen = torch.Generator().manual_seed(0)
+    n, k = 2000, 10
+    y = torch.zeros(n, dtype=torch.long)
+    y[:40] = torch.arange(k).repeat(4)
+    y = y[torch.randperm(n, generator=gen)]
+    layout = Groups(y, k)
+    slabs, length = layout.shape
+    assert layout.split and slabs * length <= 3 * n
+    x = torch.randn(n, 5, generator=gen, dtype=torch.float64)
+    assert torch.equal(layout.unpad(layout.pad(x)), x)
+    sums = layout.combine(layout.pad(x).sum(1))
+    torch.testing.assert_close(sums, torch.zeros(k, 5, dtype=x.dtype).index_add_(0, y, x))
+    mats = torch.randn(k, 5, 3, generator=gen, dtype=torch.float64)
+    bias = torch.randn(k, 3, generator=gen, dtype=torch.float64)
+    want = torch.stack([x[i] @ mats[y[i]] + bias[y[i]] for i in range(n)])
+    torch.testing.assert_close(grouped_affine(x, y, mats, bias), want)
+    z = torch.randn(n, M, generator=gen, dtype=torch.float64)
+    x6 = torch.randn(n, D, generator=gen, dtype=torch.float64)
+    moments = new_moments(k).update(x6, z, y)
+    assert_moments_equal(moments, reference_moments(x6.numpy(), z.numpy(), y.numpy(), k),
+                         rtol=1e-12)

@@ -56,8 +56,9 @@ class IterativeEraser(Eraser):
         counts = torch.bincount(ids, minlength=k).to(x.dtype)
         present = counts > 0  # a class id absent from this batch has no moments to move
         means = x.new_zeros(k, x.shape[1]).index_add_(0, ids, x) / counts.clamp_min(1)[:, None]
-        centred = Groups(ids, k).pad(x - means[ids])
-        covs = centred.mT @ centred / (counts - 1).clamp_min(1)[:, None, None]
+        layout = Groups(ids, k)
+        centred = layout.pad(x - means[ids])
+        covs = layout.combine(centred.mT @ centred) / (counts - 1).clamp_min(1)[:, None, None]
         mse = ((x - x0).square().sum(1) / (counts[ids] * x.shape[1])).sum()
         gaps = (self.w_mean * (means - self.mean).norm(dim=1)
                 + self.w_cov * (covs - self.cov).flatten(1).norm(dim=1))
@@ -101,8 +102,9 @@ class IterativeEraser(Eraser):
         present = torch.bincount(ids, minlength=k) > 0
         counts = torch.bincount(ids, minlength=k).clamp_min(2).to(flat.dtype)
         means = flat.new_zeros(k, flat.shape[1]).index_add_(0, ids, flat) / counts[:, None]
-        centred = Groups(ids, k).pad(flat - means[ids])
-        covs = centred.mT @ centred / (counts - 1)[:, None, None]
+        layout = Groups(ids, k)
+        centred = layout.pad(flat - means[ids])
+        covs = layout.combine(centred.mT @ centred) / (counts - 1)[:, None, None]
         mean_gap = (means - self.mean).norm(dim=1)[present].max()
         cov_gap = (covs - self.cov).flatten(1).norm(dim=1)[present].max() / self.cov.norm()
         return {"mean_gap": float(mean_gap), "cov_gap": float(cov_gap)}

@@ -71,15 +71,18 @@ class Moments:
             mask = layout.mask(self.dtype)
             px, pz = layout.pad(x), layout.pad(z)
             denom = n.clamp_min(1).to(self.dtype)[:, None]
-            mean_x, mean_z = px.sum(1) / denom, pz.sum(1) / denom
+            mean_x = layout.combine(px.sum(1)) / denom
+            mean_z = layout.combine(pz.sum(1)) / denom
             # Centre, keeping padding rows at zero so they add nothing to the products.
-            cx, cz = (px - mean_x[:, None]) * mask, (pz - mean_z[:, None]) * mask
+            cx = (px - layout.per_slab(mean_x)[:, None]) * mask
+            cz = (pz - layout.per_slab(mean_z)[:, None]) * mask
+        combine = (lambda t: t) if k == 1 else layout.combine
         cxt = cx.mT
         return self._like(
             n=n, mean_x=mean_x, mean_z=mean_z,
-            m_xx=None if self.m_xx is None else cxt @ cx,
-            m_xz=None if self.m_xz is None else cxt @ cz,
-            m_zz=None if self.m_zz is None else cz.mT @ cz,
+            m_xx=None if self.m_xx is None else combine(cxt @ cx),
+            m_xz=None if self.m_xz is None else combine(cxt @ cz),
+            m_zz=None if self.m_zz is None else combine(cz.mT @ cz),
         )
 
     def merge(self, other: Moments) -> Moments:
