@@ -141,6 +141,37 @@ def test_procrustes_matches_scipy_orthogonal_procrustes():
         assert procrustes(x, y) == pytest.approx(expected, abs=1e-10)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8])
+def test_partial_whitening_matches_the_explicit_map(alpha):
+    x, y = related(80, 5, 7, seed=8)
+    def whiten(t):  # X_c(αI + (1−α)C^{-1/2}) by eigh, then Procrustes by scipy
+        tc = t.numpy() - t.numpy().mean(0)
+        vals, vecs = np.linalg.eigh(tc.T @ tc / len(tc))
+        root = vecs @ np.diag(vals ** -0.5) @ vecs.T
+        out = tc @ (alpha * np.eye(len(vals)) + (1 - alpha) * root)
+        return out / np.linalg.norm(out)
+
+    xw, yw = whiten(x), whiten(y)
+    xp = np.pad(xw, ((0, 0), (0, 2)))
+    r, _ = scipy.linalg.orthogonal_procrustes(xp, yw)
+    expected = np.linalg.norm(xp @ r - yw) ** 2
+    assert procrustes(x, y, alpha=alpha) == pytest.approx(expected, abs=1e-10)
+
+
+def test_full_whitening_is_mean_cca_and_linear_invariant():
+    x, y = related(200, 4, 4, seed=9)
+    assert 1 - procrustes(x, y, alpha=0.0) / 2 == pytest.approx(cca(x, y), abs=1e-10)
+    mix = torch.randn(4, 4, generator=torch.Generator().manual_seed(1), dtype=F64) + 3 * torch.eye(
+        4, dtype=F64)
+    assert procrustes(x @ mix, y, alpha=0.0) == pytest.approx(procrustes(x, y, alpha=0.0),
+                                                               abs=1e-10)
+    assert procrustes(x @ mix, y) != pytest.approx(procrustes(x, y), abs=1e-3)
+    assert procrustes(x, y, alpha=1.0) == procrustes(x, y)
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ConfigError, match="alpha"):
+            procrustes(x, y, alpha=bad)
+
+
 def test_angular_metric_triangle_inequality():
     gen = torch.Generator().manual_seed(7)
     a, b, c = (torch.randn(40, 6, generator=gen, dtype=F64) for _ in range(3))
