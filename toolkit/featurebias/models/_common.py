@@ -44,15 +44,16 @@ class Dense(nn.Module):
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Run the body under `torch.manual_seed(seed)`, leaving the caller's CPU RNG as it was.
+    """Run the body with the global CPU RNG seeded by `seed`, leaving the caller's as it was.
 
     nn.Module constructors draw their initial weights from the global RNG, so seeding it is the
-    one way to make them reproducible; fork_rng restores it afterwards. `devices=[]` because the
-    weights are created on the CPU, and forking every CUDA device would be slow and noisy.
+    one way to make them reproducible; fork_rng restores it afterwards. Only the CPU generator
+    is seeded (the weights are created on the CPU): `torch.manual_seed` would also reseed every
+    CUDA device, which `devices=[]` would not restore.
     """
     seed = check.positive_int(seed, "seed", minimum=0)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         yield
 
 

@@ -180,7 +180,8 @@ def prequential_mdl(model_fn: Callable[[], nn.Module], x, y, *, num_chunks: int 
 
 
 def _fresh(model_fn: Callable[[], nn.Module], seed: int) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
+    # manual_seed also reseeds every CUDA device (model_fn may build on one): all restored.
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
         model = model_fn()
     if not isinstance(model, nn.Module):
