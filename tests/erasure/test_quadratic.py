@@ -505,3 +505,18 @@ def test_rejected_update_leaves_state_unchanged():
     fitter.update(x[500:], z[500:])  # still usable, and now equals the one-shot fit
     torch.testing.assert_close(fitter.eraser.ot_maps, QuadraticFitter.fit(x, z).eraser.ot_maps,
                                rtol=1e-9, atol=1e-9)
+
+
+def test_float32_batches_reuse_one_cast_of_the_maps():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=gen, dtype=torch.float64)
+    z = torch.arange(300) % 3
+    x = x + z[:, None] * torch.linspace(0, 1, 6, dtype=torch.float64)
+    eraser = QuadraticEraser.fit(x, z)
+    first = eraser(x[:100].float(), z[:100])
+    maps = eraser._affine(torch.float32)[0]
+    again = eraser(x[:100].float(), z[:100])
+    assert eraser._affine(torch.float32)[0] is maps and maps.dtype == torch.float32
+    assert torch.equal(first, again)
+    torch.testing.assert_close(again.double(), eraser(x[:100], z[:100]), rtol=0, atol=1e-5)
+    assert eraser.to(dtype=torch.float32).ot_maps.dtype == torch.float32  # fields, not cache
