@@ -256,3 +256,19 @@ def test_a_dominant_class_is_cut_into_slabs_not_padded_k_times():
     moments = new_moments(k).update(x6, z, y)
     assert_moments_equal(moments, reference_moments(x6.numpy(), z.numpy(), y.numpy(), k),
                          rtol=1e-12)
+
+
+def test_updates_fold_co_moments_in_place_and_leave_earlier_erasers_alone():
+    x, z, y = make_data(3, 400, 4)
+    moments = update(new_moments(4), x[:200], z[:200], y[:200], 4)
+    buffers = [getattr(moments, f).data_ptr() for f in ("m_xx", "m_xz", "m_zz")]
+    update(moments, x[200:], z[200:], y[200:], 4)
+    # No new [k, d, d] tensors (a copying merge held ~4 of them at its peak) ...
+    assert [getattr(moments, f).data_ptr() for f in ("m_xx", "m_xz", "m_zz")] == buffers
+    assert_moments_equal(moments, reference_moments(x, z, y, 4), rtol=1e-12)
+    # ... while the means are new tensors: erasers hold views of them.
+    fitter = LeaceFitter(D, 2).update(torch.from_numpy(x[:200]), torch.from_numpy(y[:200] % 2))
+    eraser = fitter.eraser
+    bias = eraser.bias.clone()
+    fitter.update(torch.from_numpy(x[200:] + 5.0), torch.from_numpy(y[200:] % 2))
+    assert torch.equal(eraser.bias, bias) and not torch.equal(fitter.eraser.bias, bias)

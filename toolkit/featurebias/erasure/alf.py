@@ -110,12 +110,13 @@ class AlfQleaceFitter(Fitter):
         x = check.features(x, "x", self.classes.x_dim)
         ids = check.class_ids(z, x.shape[0], self.classes.num_classes)
         check.same_device(("x", x), ("z", ids), ("statistics", self.stats.mean_x))
-        # Both folds must succeed or neither: compute on copies, then commit.
-        leace, classes = self.leace.stats.copy(), self.classes.stats.copy()
-        leace.update(x, torch.nn.functional.one_hot(ids, self.classes.num_classes))
-        classes.update(x, groups=ids)
-        self._set_statistics({"leace": leace, "classes": classes})
-        self._eraser = None
+        # Both folds must succeed or neither: both batches first, then commit.
+        leace = self.leace.stats.batch(x, torch.nn.functional.one_hot(
+            ids, self.classes.num_classes))
+        classes = self.classes.stats.batch(x, groups=ids)
+        self.leace.stats._absorb(leace)
+        self.classes.stats._absorb(classes)
+        self.leace._eraser = self.classes._eraser = self._eraser = None
         return self
 
     def _compute(self) -> AlfQleaceEraser:
