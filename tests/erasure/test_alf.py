@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featurebias.erasure import AlfQleaceEraser, AlfQleaceFitter, LeaceEraser
+from featurebias.erasure import AlfQleaceEraser, AlfQleaceFitter, LeaceEraser, _alf_greedy
 
 
 def class_covs(x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
@@ -16,14 +16,44 @@ def max_disagreement(covs: torch.Tensor) -> float:
     return float((covs - covs.mean(0)).flatten(1).norm(dim=1).max())
 
 
-@pytest.fixture(params=["leace", "orth"])
-def fitted(request, class_data):
+def unequal_covariances(class_data):
     x, y = class_data(3, 1200, 12, 4, imbalance=1.0)
     # Give the classes different covariances so that there is something beyond LEACE to erase.
     scale = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)[y][:, None]
-    x = x * torch.where(torch.arange(12) < 4, scale, 1.0)
-    fitter = AlfQleaceFitter(12, 4, method=request.param).update(x, y)
+    return x * torch.where(torch.arange(12) < 4, scale, 1.0), y
+
+
+@pytest.fixture(params=[("leace", "eigh"), ("orth", "eigh"), ("leace", "subspace iteration")],
+                ids=lambda p: "-".join(p))
+def fitted(request, class_data, monkeypatch):
+    method, solver = request.param
+    if solver != "eigh":  # the large-d solver, on this small d
+        monkeypatch.setattr(_alf_greedy, "EXACT_MAX_DIM", 0)
+    x, y = unequal_covariances(class_data)
+    fitter = AlfQleaceFitter(12, 4, method=method).update(x, y)
     return x, y, fitter, fitter.eraser
+
+
+def test_subspace_iteration_finds_the_directions_eigh_finds(monkeypatch):
+    # d = 48 > the 16 Ritz vectors kept per class: the iteration has to converge.
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 48, 48, generator=gen, dtype=torch.float64)
+    covs = a @ a.mT / 48
+    weights = torch.full((3,), 1 / 3, dtype=torch.float64)
+    exact = _alf_greedy.greedy_directions(covs, weights, 0.5, 48)
+    monkeypatch.setattr(_alf_greedy, "EXACT_MAX_DIM", 0)
+    iterated = _alf_greedy.greedy_directions(covs, weights, 0.5, 48)
+    assert iterated.shape == exact.shape and len(exact) > 5
+    torch.testing.assert_close(iterated.T @ iterated, exact.T @ exact, rtol=0, atol=1e-5)
+
+
+def test_subspace_iteration_deletes_the_subspace_eigh_does(class_data, monkeypatch):
+    x, y = unequal_covariances(class_data)
+    exact = AlfQleaceFitter(12, 4).update(x, y).eraser.directions
+    monkeypatch.setattr(_alf_greedy, "EXACT_MAX_DIM", 0)
+    iterated = AlfQleaceFitter(12, 4).update(x, y).eraser.directions
+    assert iterated.shape == exact.shape
+    torch.testing.assert_close(iterated.T @ iterated, exact.T @ exact, rtol=0, atol=1e-6)
 
 
 def test_linear_guardedness_and_class_means(fitted):

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .. import _validate as check
 from ..errors import ConfigError
+from ._alf_greedy import greedy_directions
 from .base import Eraser, Fitter
 from .leace import LeaceFitter
 from .quadratic import QuadraticFitter
@@ -127,7 +128,7 @@ class AlfQleaceFitter(Fitter):
         weights = (self.classes.priors.to(covs.dtype) if self.prior_weighted
                    else torch.full((covs.shape[0],), 1 / covs.shape[0], dtype=covs.dtype,
                                    device=covs.device))
-        directions = _greedy_directions(covs, weights, self.target_erasure, self.max_rank)
+        directions = greedy_directions(covs, weights, self.target_erasure, self.max_rank)
         sigma = self._total_covariance()
         after_leace = p @ sigma @ p.mT
         q = torch.eye(p.shape[0], dtype=p.dtype, device=p.device) - directions.mT @ directions
@@ -142,34 +143,6 @@ class AlfQleaceFitter(Fitter):
         offsets = s.mean_x - (n @ s.mean_x) / n.sum()
         scatter = s.m_xx.sum(0) + (offsets.mT * n) @ offsets
         return scatter / (n.sum() - 1)
-
-
-def _greedy_directions(covs: Tensor, weights: Tensor, target_erasure: float,
-                       max_rank: int) -> Tensor:
-    """Orthonormal directions deleted one by one where class covariances disagree most."""
-    d = covs.shape[-1]
-    chosen = covs.new_zeros(0, d)
-
-    def disagreement(c):
-        diff = c - (weights[:, None, None] * c).sum(0)
-        return diff, diff.flatten(1).norm(dim=1)
-
-    diff, norms = disagreement(covs)
-    if target_erasure == 0:
-        return chosen
-    threshold = (1 - target_erasure) * float(norms.max())
-    while chosen.shape[0] < max_rank and float(norms.max()) >= threshold and float(norms.max()) > 0:
-        lam, vecs = torch.linalg.eigh(diff)
-        top = lam.abs().argmax(-1)  # per class, the eigenvalue largest in magnitude
-        best = int(lam.abs().gather(1, top[:, None]).argmax())
-        v = vecs[best, :, top[best]]
-        v = v - chosen.mT @ (chosen @ v)  # re-orthogonalise against earlier directions
-        v = v / v.norm()
-        chosen = torch.cat([chosen, v[None]])
-        q = torch.eye(d, dtype=covs.dtype, device=covs.device) - torch.outer(v, v)
-        covs = q @ covs @ q
-        diff, norms = disagreement(covs)
-    return chosen
 
 
 AlfQleaceEraser.fitter = AlfQleaceFitter
