@@ -20,7 +20,7 @@ from featurebias.errors import (
     NotFittedError,
     ShapeError,
 )
-from featurebias.probes import LinearProbe, _logistic
+from featurebias.probes import LinearProbe, MLPProbe, _logistic
 from featurebias.probes._logistic import worth_preconditioning
 
 from .helpers import blobs
@@ -74,6 +74,17 @@ def test_collinear_features_and_a_large_C_still_precondition(C):
     plain = LinearProbe(C, precondition=False, max_iter=5000).fit(x, y)
     assert whitened.score(x, y) == pytest.approx(plain.score(x, y), abs=2e-3)
     assert _logistic.preconditioner(torch.cat([base, 2 * base], 1), 1e-12) is not None
+
+
+def test_the_preconditioner_ridge_follows_each_columns_scale():
+    # Unstandardised columns spanning five decades: a ridge set by the mean diagonal swamped
+    # the small columns (114 and 564 iterations where 13 and 16 do).
+    gen = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-2, 3, 64)
+    x = torch.randn(4000, 64, generator=gen) * scales
+    y = ((x[:, :8] / scales[:8]).sum(1) + torch.randn(4000, generator=gen) > 0).long()
+    for C in (1.0, 1e3):
+        assert LinearProbe(C, standardize=False, precondition=True).fit(x, y).n_iter_ < 40
 
 
 def test_standardizes_inside_like_a_scaler_pipeline():
@@ -199,6 +210,7 @@ def test_bad_input_raises_clear_errors():
     for half in (torch.float16, torch.bfloat16):
         with pytest.raises(ConfigError, match="float32 or torch.float64"):
             LinearProbe(dtype=half).fit(x, y)
+    assert MLPProbe(dtype=torch.bfloat16, max_epochs=2).fit(x, y).score(x, y) > 0  # trains
 
 
 def test_rejected_fit_leaves_the_probe_unchanged():

@@ -101,6 +101,21 @@ def test_each_split_probe_holds_only_its_own_values():
     assert together[0].score(x, y, sample_weight=w) == together[0].score(x, y)
 
 
+def test_a_tiny_spread_far_from_the_held_out_rows_is_no_constant_column():
+    # Spread 1e-6 on the split, held-out rows at 10: within the one-pass cut-off about the
+    # overall mean, so the column is checked again about the split's own mean.
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (500,), generator=gen)
+    x = torch.randn(500, 3, generator=gen, dtype=torch.float64)
+    x[:, 0] = (2 * y - 1) * 1e-6 + 5e-7 * torch.randn(500, generator=gen, dtype=torch.float64)
+    x[400:, 0] = 10.0
+    train = torch.arange(400)
+    probe = LinearProbe(tol=1e-8, max_iter=2000, dtype=torch.float64)
+    [got] = probe.fit_splits(x, y, [train])
+    assert_same_fit(got, clone(probe).fit(x[train], y[train]))
+    assert got.score(x[train], y[train]) > 0.9
+
+
 def test_float32_fits_are_within_the_tolerance_of_separate_ones():
     x, y = blobs(600, 16, 5, signal=0.3)
     trains = folds(y, n_splits=3)

@@ -79,11 +79,12 @@ def moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """`(mean, scale)` of the columns: the population std as `scale`, 1 for a constant column
     (as sklearn's StandardScaler has it), both in x's dtype."""
     n = x.shape[0]
-    mean, scale, _ = split_moments(x, torch.ones(1, n, dtype=torch.float64, device=x.device))
+    ones = torch.ones(1, n, dtype=torch.float64, device=x.device)
+    mean, scale, _ = split_moments(x, ones, recheck=False)  # centred on its own mean already
     return mean[0], scale[0]
 
 
-def split_moments(x: Tensor, counts: Tensor, block: int | None = None
+def split_moments(x: Tensor, counts: Tensor, block: int | None = None, recheck: bool = True
                   ) -> tuple[Tensor, Tensor, Tensor]:
     """Each split's `moments` and which of its columns are constant, `[s, d]` each, as
     `moments(x[rows of j])` would give them, from `counts [s, n]` (how many times each row is
@@ -94,8 +95,8 @@ def split_moments(x: Tensor, counts: Tensor, block: int | None = None
     256 MiB elsewhere), about the columns' overall mean: a split whose mean lies `r` of its
     stds away from that loses ~1e-16·r² of its variance to rounding (below float32's
     resolution up to r ~ 10⁴). A column counts as constant on a split of `m` rows where its
-    variance is within the rounding of `m` float64 terms: `var ≤ 4·m·eps·E[(x − centre)²]`
-    (so also where r > ~1/√(4·m·eps), 10⁵ for 10⁴ rows, as sklearn's scaler judges it).
+    variance is within the rounding of `m` float64 terms, `var ≤ 4·m·eps·E[(x − centre)²]`;
+    such columns are checked again about the split's own mean (`_recheck`).
     """
     n, d = x.shape
     if block is None:
@@ -112,8 +113,22 @@ def split_moments(x: Tensor, counts: Tensor, block: int | None = None
     offset, second = sums / total, squares / total
     var = (second - offset.square()).clamp_min_(0)
     constant = var <= 4 * total * torch.finfo(torch.float64).eps * second
-    scale = torch.where(constant, 1.0, var.sqrt())
-    return (centre + offset).to(x.dtype), scale.to(x.dtype), constant
+    mean, scale = centre + offset, torch.where(constant, 1.0, var.sqrt())
+    if recheck and bool(constant.any()):
+        _recheck(x, counts, mean, scale, constant)
+    return mean.to(x.dtype), scale.to(x.dtype), constant
+
+
+def _recheck(x: Tensor, counts: Tensor, mean: Tensor, scale: Tensor, constant: Tensor) -> None:
+    """Redo, about each split's own mean, the columns judged constant on a split but not on
+    all rows (in place): far from the overall mean (r > ~1/√(4·m·eps)) a varying column is
+    within the cut-off too. Rare, so gathering just those entries costs little."""
+    varies = x.amax(0) != x.amin(0)
+    for j in (constant & varies).any(1).nonzero()[:, 0].tolist():
+        cols = (constant[j] & varies).nonzero()[:, 0]
+        rows = counts[j].nonzero()[:, 0]
+        m, sc, c = split_moments(x[rows[:, None], cols], counts[j, rows][None], recheck=False)
+        mean[j, cols], scale[j, cols], constant[j, cols] = m[0].double(), sc[0].double(), c[0]
 
 
 def split_counts(trains: list, n: int, device) -> Tensor:
@@ -189,9 +204,7 @@ def resolve_device(device, x: Tensor) -> torch.device:
 
 def check_common(probe) -> None:
     """Parameters every probe shares: dtype, class_weight, seed."""
-    if check.float_dtype(probe.dtype) not in (torch.float32, torch.float64):
-        raise ConfigError(f"dtype must be torch.float32 or torch.float64 (the solvers' linear "
-                          f"algebra has no {probe.dtype} kernels), got {probe.dtype}")
+    check.float_dtype(probe.dtype)
     if probe.class_weight not in (None, "balanced"):
         raise ConfigError(f"class_weight must be None or 'balanced', got {probe.class_weight!r}")
     if isinstance(probe.seed, bool) or not isinstance(probe.seed, (int, np.integer)):

@@ -155,11 +155,12 @@ def preconditioner(x: Tensor, l2: float) -> Tensor | None:
     n, d = x.shape
     rows = x[:: -(-n // (8 * d))]
     gram = symmetric_product(rows).double() / rows.shape[0]
-    # The product's rounding (d·eps of the diagonal) can leave collinear features' Gram
-    # indefinite where l2 is smaller (a large C): the ridge is kept above it, and a factor
-    # that still fails means no preconditioning (None).
-    rounding = d * torch.finfo(x.dtype).eps * float(gram.diagonal().mean())
-    gram.diagonal().add_(max(l2, rounding))
+    # The product's rounding (d·eps of each diagonal entry) can leave collinear features'
+    # Gram indefinite where l2 is smaller (a large C): each column's ridge is kept above it
+    # (relative to its own scale, unstandardised columns span decades), and a factor that
+    # still fails means no preconditioning (None).
+    diagonal = gram.diagonal()
+    diagonal.add_((d * torch.finfo(x.dtype).eps * diagonal).clamp_min(l2))
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info):
         return None

@@ -65,6 +65,9 @@ class LinearProbe(Probe):
 
     def _check_params(self) -> None:
         super()._check_params()
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ConfigError(f"dtype must be torch.float32 or torch.float64 (L-BFGS's linear "
+                              f"algebra has no {self.dtype} kernels), got {self.dtype}")
         if isinstance(self.C, str) and self.C == "cv":
             _data.grid(self.Cs, "Cs")
             check.positive_int(self.cv, "cv", minimum=2)
@@ -123,9 +126,10 @@ class LinearProbe(Probe):
             capped = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())
             why = [f"{capped} reached max_iter={self.max_iter} (raise it)"] if capped else []
             if short > capped:
+                remedy = "a looser tol" if self.dtype == torch.float64 else \
+                    "dtype=torch.float64 or a looser tol"
                 why.append(f"{short - capped} stalled in the line search, the objective's "
-                           "rounding hiding further progress (try dtype=torch.float64 or a "
-                           "looser tol)")
+                           f"rounding hiding further progress (try {remedy})")
             warnings.warn(f"LinearProbe stopped before reaching tol={self.tol} in {short} of "
                           f"{len(trains)} fits: {'; '.join(why)}", ConvergenceWarning,
                           stacklevel=3)
