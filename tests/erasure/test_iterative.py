@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -56,6 +57,13 @@ def test_a_class_id_absent_from_the_batch_is_ignored(digits):
     compact = eraser(x[rows], torch.where(y[rows] == 3, 0, 1))
     assert torch.isfinite(gapped).all()
     torch.testing.assert_close(gapped, compact)
+
+
+def test_numpy_integers_are_stored_as_ints(digits, tmp_path):
+    x, y = digits
+    fitter = IterativeFitter(64, max_iter=np.int64(2)).update(x)
+    assert type(fitter.options["max_iter"]) is int
+    fitter.eraser.save(tmp_path / "iterative.safetensors")  # its JSON header holds max_iter
 
 
 def test_image_shape_and_dtype_kept(digits):

@@ -477,3 +477,13 @@ def test_token_labels_b_t_are_class_ids(t):
     torch.testing.assert_close(LeaceFitter(d, k).update(x, z).eraser.P, want.P)
     oracle = OracleEraser.fit(flat_x, flat_z)
     torch.testing.assert_close(oracle(x, z).reshape(-1, d), oracle(flat_x, flat_z))
+
+
+def test_an_integer_column_is_one_concept_not_class_ids():
+    # z [n, 1] of ±1 (scikit-learn's column shape) is one concept's values: a rank-1 erasure.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=gen, dtype=torch.float64)
+    z = torch.where(torch.rand(200, generator=gen) < 0.5, -1, 1)[:, None]
+    eraser = LeaceEraser.fit(x + z, z)
+    assert eraser.rank == 1
+    torch.testing.assert_close(eraser.P, LeaceEraser.fit(x + z, z.double()).P)

@@ -8,7 +8,9 @@ per class), so QDA beats the prior before erasure.
 
 from __future__ import annotations
 
+import copy
 import functools
+import pickle
 import warnings
 
 import numpy as np
@@ -520,3 +522,6 @@ def test_float32_batches_reuse_one_cast_of_the_maps():
     assert torch.equal(first, again)
     torch.testing.assert_close(again.double(), eraser(x[:100], z[:100]), rtol=0, atol=1e-5)
     assert eraser.to(dtype=torch.float32).ot_maps.dtype == torch.float32  # fields, not cache
+    fresh = QuadraticEraser.fit(x, z)
+    assert len(pickle.dumps(eraser)) == len(pickle.dumps(fresh))  # the cache is not saved
+    assert "_affine_cache" not in copy.copy(eraser).__dict__

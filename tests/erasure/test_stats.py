@@ -240,9 +240,11 @@ def test_a_dominant_class_is_cut_into_slabs_not_padded_k_times():
     y = torch.zeros(n, dtype=torch.long)
     y[:40] = torch.arange(k).repeat(4)
     y = y[torch.randperm(n, generator=gen)]
-    layout = Groups(y, k)
+    layout = Groups(y, k, width=5)
     slabs, length = layout.shape
     assert layout.split and slabs * length <= 3 * n
+    # A batch smaller than the width is never cut: each slab would cost a width-sized block.
+    assert not Groups(y[:64], k, width=64).split
     x = torch.randn(n, 5, generator=gen, dtype=torch.float64)
     assert torch.equal(layout.unpad(layout.pad(x)), x)
     sums = layout.combine(layout.pad(x).sum(1))

@@ -199,6 +199,12 @@ def test_a_logger_passed_to_a_second_run_logs_that_run_afresh():
     # Distances are measured from the second run's own initial kernel.
     assert logger.frame["kernel_distance"].iloc[0] < 1e-15
     torch.testing.assert_close(logger.kernels[0], empirical_ntk(result.model_at(0), x[:8]))
+    # A first run too short to log past step 0 leaves nothing behind either.
+    short = KernelLogger(x[:8], every=100)
+    train(net(), (x, y), CONFIG, callbacks=[short], progress=False)
+    result = train(other, (x, y), CONFIG, callbacks=[short], progress=False)
+    assert short.frame["step"].tolist() == [0]
+    torch.testing.assert_close(short.kernels[0], empirical_ntk(result.model_at(0), x[:8]))
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

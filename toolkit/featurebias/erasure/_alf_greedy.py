@@ -7,8 +7,9 @@ in place. The eigenpairs come from a full `eigh` up to `EXACT_MAX_DIM`; above it
 subspace iteration warm-started at the previous step's Ritz vectors (one deflation barely moves
 them), which costs O(k·d²·BLOCK) per iteration instead of O(k·d³) per step, as SCIENCE.md
 allows ("a Lanczos/randomised top-1 solver for large d"). Per direction (5 classes, 1 CPU
-thread): 9 against 12 ms at d = 192, 34 against 68 ms at 384, 130 against 394 ms at 768,
-1.0 against 3.3 s at 1536; the deleted subspaces agree to ~2e-7.
+thread, 20 directions): 15 against 24 ms at d = 256, 34 against 68 ms at 384, 130 against
+394 ms at 768, 1.0 against 3.3 s at 1536; the deleted subspaces agree to ~2e-7. Below 256 a
+cold start can cost more than it saves on few directions.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-EXACT_MAX_DIM = 128
+EXACT_MAX_DIM = 256
 BLOCK = 16  # Ritz vectors kept per class
 MAX_ITERS = 200
 RTOL = 1e-6  # residual ‖D v − λ v‖ of every class's pair, relative to the largest |λ|

@@ -207,8 +207,7 @@ class LabelMatrixFitter(Fitter):
                  dtype: torch.dtype):
         super().__init__()
         check.float_dtype(dtype)
-        check.positive_int(x_dim, "x_dim")
-        check.positive_int(z_dim, "z_dim")
+        x_dim, z_dim = check.positive_int(x_dim, "x_dim"), check.positive_int(z_dim, "z_dim")
         if not svd_tol > 0:
             raise ConfigError(f"svd_tol must be > 0, got {svd_tol!r}")
         self.x_dim, self.z_dim = x_dim, z_dim
@@ -222,10 +221,12 @@ class LabelMatrixFitter(Fitter):
         Integer labels `[n]` are class ids (one-hot, `z_dim = max + 1`, at least two classes);
         float labels are `[n]` (one column) or `[n, m]`.
         """
+        leading = check.as_tensor(x, "x").shape[:-1]
         x = check.features(x)
         z = check.as_tensor(z, "z")
-        # Integers with one entry per row of x are class ids ([n], or [b, t] for tokens).
-        ids = not z.is_floating_point() and (z.ndim == 1 or z.numel() == x.shape[0])
+        # Integer class ids: [n], or [b, t] for token activations [b, t, d]; an integer
+        # [n, 1] column is one concept's values, as before.
+        ids = not z.is_floating_point() and (z.ndim == 1 or z.shape == leading)
         if ids:
             if z.numel() and int(z.min()) < 0:
                 raise LabelError(f"z holds negative class ids (min {int(z.min())}); expected "

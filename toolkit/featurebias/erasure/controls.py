@@ -41,8 +41,8 @@ class RandomEraser(Eraser):
 
     def __init__(self, x_dim: int, rank: int, seed: int = 0, *, mean: Tensor | None = None,
                  device=None):
-        check.positive_int(x_dim, "x_dim")
-        check.positive_int(rank, "rank", minimum=0)
+        x_dim = check.positive_int(x_dim, "x_dim")
+        rank = check.positive_int(rank, "rank", minimum=0)
         if rank > x_dim:
             raise ConfigError(f"rank must be ≤ x_dim = {x_dim}, got {rank}")
         gen = torch.Generator().manual_seed(seed)
@@ -76,7 +76,7 @@ class RandomFitter(Fitter):
     def __init__(self, x_dim: int, rank: int, seed: int = 0, *, shrinkage: bool = False,
                  dtype: torch.dtype = torch.float64, device=None):
         super().__init__()
-        check.positive_int(x_dim, "x_dim")
+        x_dim = check.positive_int(x_dim, "x_dim")
         check.float_dtype(dtype)
         self.x_dim, self.rank, self.seed = x_dim, rank, seed
         self.stats = Moments(x_dim, xx=False, dtype=dtype, device=device)

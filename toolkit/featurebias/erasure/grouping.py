@@ -2,10 +2,11 @@
 
 This turns "for each class do a matmul" into one batched matmul, with no Python loop over
 classes. Padding rows are zero, so they add nothing to sums of products. Each class gets one
-slab, except that a class with more than `2n/k` rows is cut into several: padding every
-class to the largest would cost `k ×` the largest class in time and memory (10x the data
-when one class holds nearly all rows). `owner` names each slab's class, and `combine` adds
-per-slab results up per class.
+slab, except that a class with more than `max(2n/k, width)` rows is cut into several: padding
+every class to the largest would cost `k ×` the largest class in time and memory (10x the data
+when one class holds nearly all rows), while each extra slab costs a `width`-sized block of
+its own (its product, or its copy of the class's map), which only many rows repay. `owner`
+names each slab's class, and `combine` adds per-slab results up per class.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from torch import Tensor
 class Groups:
     """Where each row of a batch goes in the padded `[s, L, ·]` slab layout of its group."""
 
-    def __init__(self, groups: Tensor, num_groups: int):
+    def __init__(self, groups: Tensor, num_groups: int, width: int):
         n = groups.numel()
         self.num_groups = num_groups
         self.counts = torch.bincount(groups, minlength=num_groups)
-        cap = max(1, -(-2 * n // num_groups))
+        cap = max(1, -(-2 * n // num_groups), width)
         self.length = min(int(self.counts.max()), cap) if n else 0
         length = max(self.length, 1)
         slabs = (-(-self.counts // length)).clamp_min(1)  # per group; an empty one gets one
@@ -69,7 +70,7 @@ def grouped_affine(x: Tensor, groups: Tensor, mats: Tensor, bias: Tensor | None 
 
     `mats` is `[k, d, e]`, `bias` `[k, e]`; the bias is fused into the batched matmul.
     """
-    layout = Groups(groups, mats.shape[0])
+    layout = Groups(groups, mats.shape[0], width=mats.shape[1])
     padded = layout.pad(x)
     mats = layout.per_slab(mats)
     if bias is None:

@@ -56,7 +56,7 @@ class IterativeEraser(Eraser):
         counts = torch.bincount(ids, minlength=k).to(x.dtype)
         present = counts > 0  # a class id absent from this batch has no moments to move
         means = x.new_zeros(k, x.shape[1]).index_add_(0, ids, x) / counts.clamp_min(1)[:, None]
-        layout = Groups(ids, k)
+        layout = Groups(ids, k, width=x.shape[1])
         centred = layout.pad(x - means[ids])
         covs = layout.combine(centred.mT @ centred) / (counts - 1).clamp_min(1)[:, None, None]
         mse = ((x - x0).square().sum(1) / (counts[ids] * x.shape[1])).sum()
@@ -102,7 +102,7 @@ class IterativeEraser(Eraser):
         present = torch.bincount(ids, minlength=k) > 0
         counts = torch.bincount(ids, minlength=k).clamp_min(2).to(flat.dtype)
         means = flat.new_zeros(k, flat.shape[1]).index_add_(0, ids, flat) / counts[:, None]
-        layout = Groups(ids, k)
+        layout = Groups(ids, k, width=flat.shape[1])
         centred = layout.pad(flat - means[ids])
         covs = layout.combine(centred.mT @ centred) / (counts - 1)[:, None, None]
         mean_gap = (means - self.mean).norm(dim=1)[present].max()
@@ -126,8 +126,8 @@ class IterativeFitter(Fitter):
                  w_cov: float = 0.01, w_mse: float = 1.0, max_iter: int = 100,
                  eps: float = 1e-4, dtype: torch.dtype = torch.float64, device=None):
         super().__init__()
-        check.positive_int(x_dim, "x_dim")
-        check.positive_int(max_iter, "max_iter")
+        x_dim = check.positive_int(x_dim, "x_dim")
+        max_iter = check.positive_int(max_iter, "max_iter")
         check.float_dtype(dtype)
         if min(w_mean, w_cov, w_mse) < 0:
             raise ConfigError(f"weights must be ≥ 0, got w_mean={w_mean}, w_cov={w_cov}, "

@@ -42,6 +42,9 @@ class QuadraticEraser(Eraser):
         ids = check.class_ids(z, x.shape[0], k).to(x.device)
         return grouped_affine(x, ids, *self._affine(x.dtype))
 
+    def __getstate__(self) -> dict:  # the per-dtype cache is rebuilt, never saved or shared
+        return {k: v for k, v in self.__dict__.items() if k != "_affine_cache"}
+
     def _affine(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """The maps and row shifts in `dtype`, computed once per dtype: casting k·d² entries
         on every batch cost ~7x the erasure itself (d = 1024, 10 classes, 32 rows)."""
@@ -112,10 +115,10 @@ class QuadraticFitter(Fitter):
                  target_mean: str = "prior", tol: float = 1e-12, max_iter: int = 100,
                  dtype: torch.dtype = torch.float64, device=None):
         super().__init__()
-        check.positive_int(x_dim, "x_dim")
-        check.positive_int(num_classes, "num_classes", minimum=2)
+        x_dim = check.positive_int(x_dim, "x_dim")
+        num_classes = check.positive_int(num_classes, "num_classes", minimum=2)
         check.choice(target_mean, "target_mean", ("prior", "uniform"))
-        check.positive_int(max_iter, "max_iter")
+        max_iter = check.positive_int(max_iter, "max_iter")
         check.float_dtype(dtype)
         self.x_dim, self.num_classes = x_dim, num_classes
         self.shrinkage, self.target_mean, self.tol, self.max_iter = (

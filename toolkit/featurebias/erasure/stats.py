@@ -66,7 +66,7 @@ class Moments:
             mean_x, mean_z = x.mean(0, keepdim=True), z.mean(0, keepdim=True)
             cx, cz = (x - mean_x)[None], (z - mean_z)[None]
         else:
-            layout = Groups(groups, k)
+            layout = Groups(groups, k, width=x.shape[1])
             n = layout.counts
             mask = layout.mask(self.dtype)
             px, pz = layout.pad(x), layout.pad(z)

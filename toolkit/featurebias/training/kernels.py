@@ -143,8 +143,8 @@ class KernelLogger:
     relinearisations`; 0 for a plain model). For a `Linearised` model the kernel is that of
     `f_lin`, the network's NTK at θ_lin, so it changes only at feature updates.
 
-    One logger follows one run: when the steps go back (the logger is passed to another run),
-    it starts a fresh log, and `rows` and `kernels` hold the new run only.
+    One logger follows one run: at step 0 again, or when the steps go back (the logger is passed
+    to another run), it starts a fresh log, and `rows` and `kernels` hold the new run only.
 
     Args:
         probe_x: the probe batch `[n, ...]`, moved to the model's device when used.
@@ -191,7 +191,7 @@ class KernelLogger:
 
     def __call__(self, state) -> None:
         step = int(state.step)
-        if self._last is not None and step < self._last[0]:  # a new run: a fresh log
+        if self._last is not None and (step < self._last[0] or step == 0):  # a new run
             self.kernels, self.rows, self._first, self._last = {}, [], None, None
         if not self.wants(step) or (self._last is not None and step == self._last[0]):
             return

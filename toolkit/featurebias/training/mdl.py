@@ -180,8 +180,10 @@ def prequential_mdl(model_fn: Callable[[], nn.Module], x, y, *, num_chunks: int 
 
 
 def _fresh(model_fn: Callable[[], nn.Module], seed: int) -> nn.Module:
-    # manual_seed also reseeds every CUDA device (model_fn may build on one): all restored.
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+    # manual_seed also reseeds CUDA (model_fn may build there): the device in use is restored;
+    # forking every visible device would open a context on each.
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         model = model_fn()
     if not isinstance(model, nn.Module):
