@@ -121,18 +121,7 @@ class LinearProbe(Probe):
         sol = fit_logistic(z, ids, k, torch.tensor(Cs, dtype=torch.float64), row_weight.to(x),
                            max_iter=self.max_iter, tol=self.tol, precondition=self.precondition,
                            shift=shift, ratio=ratio)
-        short = int((~sol.converged).sum())
-        if short:
-            capped = int(((~sol.converged) & (sol.n_iter >= self.max_iter)).sum())
-            why = [f"{capped} reached max_iter={self.max_iter} (raise it)"] if capped else []
-            if short > capped:
-                remedy = "a looser tol" if self.dtype == torch.float64 else \
-                    "dtype=torch.float64 or a looser tol"
-                why.append(f"{short - capped} stalled in the line search, the objective's "
-                           f"rounding hiding further progress (try {remedy})")
-            warnings.warn(f"LinearProbe stopped before reaching tol={self.tol} in {short} of "
-                          f"{len(trains)} fits: {'; '.join(why)}", ConvergenceWarning,
-                          stacklevel=3)
+        self._warn_unconverged(sol.converged, sol.n_iter)
         coef = sol.weight.double() / scales.double()[:, None]
         if constant is not None:
             coef = coef.masked_fill(constant[:, None], 0.0)
@@ -145,6 +134,22 @@ class LinearProbe(Probe):
                      intercept_=intercept[j].clone(),
                      # The intercept at x = mean_: logits from centred inputs avoid cancellation.
                      centred_intercept_=sol.bias[j].clone()) for j in range(len(trains))]
+
+    def _warn_unconverged(self, converged: Tensor, n_iter: Tensor) -> None:
+        """A ConvergenceWarning naming how many fits hit max_iter and how many stalled."""
+        short = int((~converged).sum())
+        if not short:
+            return
+        capped = int(((~converged) & (n_iter >= self.max_iter)).sum())
+        why = [f"{capped} reached max_iter={self.max_iter} (raise it)"] if capped else []
+        if short > capped:
+            remedy = "a looser tol" if self.dtype == torch.float64 else \
+                "dtype=torch.float64 or a looser tol"
+            why.append(f"{short - capped} stalled in the line search, the objective's rounding "
+                       f"hiding further progress (try {remedy})")
+        warnings.warn(f"LinearProbe stopped before reaching tol={self.tol} in {short} of "
+                      f"{len(converged)} fits: {'; '.join(why)}", ConvergenceWarning,
+                      stacklevel=5)  # the caller of fit
 
     def decision_function(self, x):
         """Logits `[n, k]` (`[n]` for two classes, as in sklearn)."""
