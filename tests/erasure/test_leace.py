@@ -487,3 +487,22 @@ def test_an_integer_column_is_one_concept_not_class_ids():
     eraser = LeaceEraser.fit(x + z, z)
     assert eraser.rank == 1
     torch.testing.assert_close(eraser.P, LeaceEraser.fit(x + z, z.double()).P)
+
+
+def test_oracle_warns_when_svd_tol_leaves_a_rare_class_unerased():
+    gen = torch.Generator().manual_seed(0)
+    n = 20_000
+    z = (torch.rand(n, generator=gen) < 0.004).long()  # variance 2p(1 − p) < svd_tol = 0.01
+    x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+    x[:, 0] += 3.0 * z
+
+    def gap(eraser):
+        out = eraser(x, z)
+        return float((out[z == 1].mean(0) - out[z == 0].mean(0)).abs().max())
+
+    with pytest.warns(UserWarning, match="1 label direction"):
+        assert gap(OracleEraser.fit(x, z)) > 2.5  # nothing erased, as the spec's tol implies
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert gap(OracleEraser.fit(x, z, svd_tol=1e-5)) < 1e-10
+        OracleEraser.fit(x, torch.arange(n) % 3)  # balanced: only the constant direction

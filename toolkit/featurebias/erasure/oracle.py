@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 from torch import Tensor
@@ -57,9 +58,23 @@ class OracleFitter(LabelMatrixFitter):
     def _compute(self) -> OracleEraser:
         self._require(int(self.stats.n.sum()))
         sigma_zz = self.stats.covariance("zz", shrinkage=self.shrinkage)[0]
+        _warn_dropped(torch.linalg.eigvalsh(sigma_zz), self.svd_tol)
         coef = self.stats.covariance("xz")[0] @ torch.linalg.pinv(
             sigma_zz, atol=self.svd_tol, hermitian=True)
         return OracleEraser(coef, self.stats.mean_z[0])
+
+
+def _warn_dropped(variances: Tensor, svd_tol: float) -> None:
+    """Warn when the pseudo-inverse drops label directions that carry variance: SCIENCE §3.2's
+    absolute `svd_tol` drops, besides one-hot labels' exactly constant direction, every
+    direction of variance ≤ svd_tol (a class of prior ≲ svd_tol), along which cov(x', z) is
+    then not zero."""
+    top = float(variances.max()) if variances.numel() else 0.0
+    dropped = int(((variances > 1e-10 * top) & (variances <= svd_tol)).sum())
+    if dropped:
+        warnings.warn(f"Oracle LEACE leaves {dropped} label direction(s) unerased: their "
+                      f"variance is at most svd_tol={svd_tol} (rare classes, e.g. a prior "
+                      f"≲ {svd_tol}); pass a smaller svd_tol to erase them", stacklevel=4)
 
 
 OracleEraser.fitter = OracleFitter
