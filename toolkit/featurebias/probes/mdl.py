@@ -146,15 +146,16 @@ def mdl_probe(x, y, probe=None, fractions: Sequence[float] = VOITA_FRACTIONS, *,
     def code_block(start: int, end: int) -> Tensor:
         counts = torch.bincount(ids[:start], minlength=k).double()
         target = ids[start:end, None]
-        add_one = -((counts + 1) / (start + k)).log().expand(end - start, k).gather(1, target)
-        if int((counts > 0).sum()) < 2 or _data.is_constant(x[:start]):
+        def add_one() -> Tensor:
             coders[start] = "add-one"
-            return add_one
+            return -((counts + 1) / (start + k)).log().expand(end - start, k).gather(1, target)
+
+        if int((counts > 0).sum()) < 2 or _data.is_constant(x[:start]):
+            return add_one()
         try:
             model = clone(probe).fit(x[:start], classes[ids[:start]])
         except LabelError:  # too few rows of a class for this probe (its CV needs 2 each)
-            coders[start] = "add-one"
-            return add_one
+            return add_one()
         logp = _data.full_log_proba(model, x[start:end], classes)
         missing = counts == 0
         coders[start] = "probe"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 
 from .. import _validate as check
 from ..errors import ConfigError
@@ -98,12 +96,11 @@ class TrainConfig:
 
 
 def _number(value, name: str, *, low: float, strict: bool = False) -> float:
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value) and (value > low if strict else value >= low))
-    if not ok:
+    number = check.real(value, name)
+    if not (number > low if strict else number >= low):
         sign = ">" if strict else ">="
         raise ConfigError(f"{name} must be a finite number {sign} {low}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _name(value, name: str) -> None:

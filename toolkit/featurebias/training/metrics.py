@@ -80,10 +80,9 @@ def steps_to_threshold(steps, values, threshold: float, *, mode: str = "loss",
             that missed the threshold and the first that reached it, instead of at the latter.
     """
     check.choice(mode, "mode", ("loss", "accuracy"))
-    threshold = check.real(threshold, "threshold")
-    if not 0 <= check.real(ema, "ema") < 1:
+    threshold, ema = check.real(threshold, "threshold"), check.real(ema, "ema")
+    if not 0 <= ema < 1:
         raise ConfigError(f"ema must lie in [0, 1), got {ema!r}")
-    ema = float(ema)
     s, v = _curve(steps, values, 1)
     if ema:
         smooth = np.empty_like(v)
